@@ -1,0 +1,256 @@
+"""Numba kernels for front-to-back alpha compositing of 2D Gaussians, forward and backward.
+
+One parallel task per (image, tile). Within a tile, each Gaussian visits only the pixels of its own
+bounding box (where its alpha can reach 1/255), not the whole tile: the box comes from the conic
+and the opacity alone, so these kernels serve any caller of `rasterize_to_pixels` (3D scenes and
+2D image fits alike). The compositing rules are gsplat's: alpha = min(0.999, o * exp(-sigma)),
+contributions below 1/255 are skipped, and a pixel stops before the Gaussian that would take its
+transmittance to 1e-4 or below.
+
+The backward pass writes one gradient slot per intersection (each belongs to exactly one tile) and
+then sums the slots per Gaussian in a fixed order, so gradients are identical from run to run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+ALPHA_MIN = np.float32(1.0 / 255.0)
+ALPHA_MAX = np.float32(0.999)
+T_MIN = np.float32(1e-4)
+HALF = np.float32(0.5)
+ONE = np.float32(1.0)
+# The exact box is widened a hair so float rounding never drops a pixel the per-pixel test keeps.
+BOX_SLACK_REL = np.float32(1e-4)
+BOX_SLACK_ABS = np.float32(1e-3)
+COORD_LIMIT = np.float32(1e7)
+
+
+@numba.njit(cache=True, inline="always")
+def _pixel_box(mx, my, a, b, c, opacity, x_lo, x_hi, y_lo, y_hi):
+    """Pixel index range [x0, x1) x [y0, y1) inside the tile where alpha >= 1/255 is possible."""
+    if not (abs(mx) < COORD_LIMIT and abs(my) < COORD_LIMIT) or opacity * np.float32(255.0) < ONE:
+        return x_lo, x_lo, y_lo, y_lo
+    det = a * c - b * b
+    if not det > 0:
+        return x_lo, x_hi, y_lo, y_hi
+    # alpha >= 1/255  <=>  d^T Q d <= r2 with r2 = 2 ln(255 o); the ellipse's half-widths are
+    # sqrt(r2 * Sigma_xx) and sqrt(r2 * Sigma_yy), with Sigma = Q^-1.
+    r2 = np.float32(2.0) * math.log(opacity * np.float32(255.0))
+    ex = math.sqrt(r2 * c / det) * (ONE + BOX_SLACK_REL) + BOX_SLACK_ABS
+    ey = math.sqrt(r2 * a / det) * (ONE + BOX_SLACK_REL) + BOX_SLACK_ABS
+    x0 = max(x_lo, min(x_hi, int(math.ceil(mx - ex - HALF))))
+    x1 = max(x_lo, min(x_hi, int(math.floor(mx + ex - HALF)) + 1))
+    y0 = max(y_lo, min(y_hi, int(math.ceil(my - ey - HALF))))
+    y1 = max(y_lo, min(y_hi, int(math.floor(my + ey - HALF)) + 1))
+    return x0, x1, y0, y1
+
+
+@numba.njit(cache=True, inline="always")
+def _tile_bounds(run, tile_size, tile_width, tile_height, width, height):
+    n_tiles = tile_width * tile_height
+    image = run // n_tiles
+    tile = run - image * n_tiles
+    ty = tile // tile_width
+    tx = tile - ty * tile_width
+    x_lo = tx * tile_size
+    y_lo = ty * tile_size
+    return image, x_lo, min(x_lo + tile_size, width), y_lo, min(y_lo + tile_size, height)
+
+
+@numba.njit(cache=True, parallel=True)
+def composite_forward(
+    means2d,  # [M, 2]
+    conics,  # [M, 3]
+    colors,  # [M, D]
+    opacities,  # [M]
+    backgrounds,  # [I, D], or [0, D] for none
+    width,
+    height,
+    tile_size,
+    tile_width,
+    tile_height,
+    offsets,  # [I * tile_height * tile_width + 1] run starts, then n_isects
+    flatten_ids,  # [n_isects]
+    out_colors,  # [I, H, W, D]
+    out_alphas,  # [I, H, W]
+    last_ids,  # [I, H, W] int32: last intersection each pixel used (run start - 1 if none)
+):
+    n_runs = offsets.shape[0] - 1
+    depth = colors.shape[1]
+    has_bg = backgrounds.shape[0] > 0
+    for run in numba.prange(n_runs):
+        image, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
+        tw = x_hi - x_lo
+        npix = tw * (y_hi - y_lo)
+        start, end = offsets[run], offsets[run + 1]
+        trans = np.ones(npix, dtype=np.float32)
+        acc = np.zeros((npix, depth), dtype=np.float32)
+        last = np.full(npix, start - 1, dtype=np.int32)
+        done = np.zeros(npix, dtype=np.bool_)
+        n_done = 0
+        for e in range(start, end):
+            if n_done == npix:
+                break
+            g = flatten_ids[e]
+            mx, my = means2d[g, 0], means2d[g, 1]
+            a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+            op = opacities[g]
+            x0, x1, y0, y1 = _pixel_box(mx, my, a, b, c, op, x_lo, x_hi, y_lo, y_hi)
+            for py in range(y0, y1):
+                dy = my - (np.float32(py) + HALF)
+                row = (py - y_lo) * tw - x_lo
+                for px in range(x0, x1):
+                    p = row + px
+                    if done[p]:
+                        continue
+                    dx = mx - (np.float32(px) + HALF)
+                    sigma = HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    if sigma < 0:
+                        continue
+                    alpha = min(ALPHA_MAX, op * math.exp(-sigma))
+                    if alpha < ALPHA_MIN:
+                        continue
+                    next_t = trans[p] * (ONE - alpha)
+                    if next_t <= T_MIN:
+                        done[p] = True
+                        n_done += 1
+                        continue
+                    w = alpha * trans[p]
+                    for k in range(depth):
+                        acc[p, k] += w * colors[g, k]
+                    trans[p] = next_t
+                    last[p] = e
+        for py in range(y_lo, y_hi):
+            for px in range(x_lo, x_hi):
+                p = (py - y_lo) * tw + px - x_lo
+                out_alphas[image, py, px] = ONE - trans[p]
+                last_ids[image, py, px] = last[p]
+                for k in range(depth):
+                    v = acc[p, k]
+                    if has_bg:
+                        v += trans[p] * backgrounds[image, k]
+                    out_colors[image, py, px, k] = v
+
+
+@numba.njit(cache=True, parallel=True)
+def composite_backward(
+    means2d,  # [M, 2]
+    conics,  # [M, 3]
+    colors,  # [M, D]
+    opacities,  # [M]
+    backgrounds,  # [I, D] or [0, D]
+    width,
+    height,
+    tile_size,
+    tile_width,
+    tile_height,
+    offsets,  # [n_runs + 1]
+    flatten_ids,  # [n_isects]
+    out_alphas,  # [I, H, W] from the forward pass
+    last_ids,  # [I, H, W] from the forward pass
+    v_colors,  # [I, H, W, D] gradient of the rendered colours
+    v_alphas,  # [I, H, W] gradient of the rendered alphas
+    s_xy,  # [n_isects, 2] out: per-intersection gradient slots
+    s_conic,  # [n_isects, 3]
+    s_color,  # [n_isects, D]
+    s_opacity,  # [n_isects]
+    s_absxy,  # [n_isects, 2] sum over pixels of |d loss / d mean2d| (gsplat's absgrad)
+):
+    n_runs = offsets.shape[0] - 1
+    depth = colors.shape[1]
+    has_bg = backgrounds.shape[0] > 0
+    for run in numba.prange(n_runs):
+        start, end = offsets[run], offsets[run + 1]
+        if end == start:
+            continue
+        image, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
+        tw = x_hi - x_lo
+        npix = tw * (y_hi - y_lo)
+        trans = np.empty(npix, dtype=np.float32)  # transmittance, restored back to front
+        after = np.zeros((npix, depth), dtype=np.float32)  # colour added behind the current Gaussian
+        vcol = np.empty((npix, depth), dtype=np.float32)
+        q = np.empty(npix, dtype=np.float32)  # the final-transmittance term of d loss / d alpha
+        last = np.empty(npix, dtype=np.int32)
+        e_max = start - 1
+        for py in range(y_lo, y_hi):
+            for px in range(x_lo, x_hi):
+                p = (py - y_lo) * tw + px - x_lo
+                t_final = ONE - out_alphas[image, py, px]
+                trans[p] = t_final
+                last[p] = last_ids[image, py, px]
+                e_max = max(e_max, last[p])
+                bg_dot = np.float32(0.0)
+                for k in range(depth):
+                    vcol[p, k] = v_colors[image, py, px, k]
+                    if has_bg:
+                        bg_dot += vcol[p, k] * backgrounds[image, k]
+                q[p] = t_final * (v_alphas[image, py, px] - bg_dot)
+        g_col = np.empty(depth, dtype=np.float32)
+        for e in range(e_max, start - 1, -1):
+            g = flatten_ids[e]
+            mx, my = means2d[g, 0], means2d[g, 1]
+            a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+            op = opacities[g]
+            x0, x1, y0, y1 = _pixel_box(mx, my, a, b, c, op, x_lo, x_hi, y_lo, y_hi)
+            g_mx = g_my = g_a = g_b = g_c = g_op = g_absx = g_absy = np.float32(0.0)
+            g_col[:] = 0.0
+            for py in range(y0, y1):
+                dy = my - (np.float32(py) + HALF)
+                row = (py - y_lo) * tw - x_lo
+                for px in range(x0, x1):
+                    p = row + px
+                    if last[p] < e:
+                        continue
+                    dx = mx - (np.float32(px) + HALF)
+                    sigma = HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    if sigma < 0:
+                        continue
+                    gauss = math.exp(-sigma)
+                    raw = op * gauss
+                    alpha = min(ALPHA_MAX, raw)
+                    if alpha < ALPHA_MIN:
+                        continue
+                    ra = ONE / (ONE - alpha)
+                    trans[p] *= ra
+                    w = alpha * trans[p]
+                    v_alpha = q[p] * ra
+                    for k in range(depth):
+                        ck = colors[g, k]
+                        g_col[k] += w * vcol[p, k]
+                        v_alpha += vcol[p, k] * (ck * trans[p] - after[p, k] * ra)
+                        after[p, k] += ck * w
+                    if raw <= ALPHA_MAX:  # the 0.999 clamp passes no gradient
+                        v_sigma = -raw * v_alpha
+                        gx = v_sigma * (a * dx + b * dy)
+                        gy = v_sigma * (b * dx + c * dy)
+                        g_mx += gx
+                        g_my += gy
+                        g_absx += abs(gx)
+                        g_absy += abs(gy)
+                        g_a += HALF * dx * dx * v_sigma
+                        g_b += dx * dy * v_sigma
+                        g_c += HALF * dy * dy * v_sigma
+                        g_op += gauss * v_alpha
+            s_xy[e, 0] = g_mx
+            s_xy[e, 1] = g_my
+            s_absxy[e, 0] = g_absx
+            s_absxy[e, 1] = g_absy
+            s_conic[e, 0] = g_a
+            s_conic[e, 1] = g_b
+            s_conic[e, 2] = g_c
+            s_opacity[e] = g_op
+            for k in range(depth):
+                s_color[e, k] = g_col[k]
+
+
+@numba.njit(cache=True)
+def sum_slots(flatten_ids, slots, out):
+    """out[flatten_ids[e]] += slots[e], in intersection order (deterministic)."""
+    for e in range(flatten_ids.shape[0]):
+        g = flatten_ids[e]
+        for k in range(slots.shape[1]):
+            out[g, k] += slots[e, k]
