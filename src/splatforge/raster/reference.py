@@ -39,7 +39,7 @@ def _composite_one_image(means2d, conics, colors, opacities, width, height, chun
         trans_before = torch.cat([torch.ones_like(trans_after[:, :1]), trans_after[:, :-1]], dim=1)
         weights = alpha * trans_before
         out_colors.append(weights @ colors)
-        out_trans.append(trans_after[:, -1] if trans_after.shape[1] else torch.ones_like(dx[:, 0]))
+        out_trans.append(torch.prod(1.0 - alpha, dim=1))
     return torch.cat(out_colors), torch.cat(out_trans)
 
 
