@@ -76,8 +76,9 @@ def _scatter(means2d, radii, depths, image_ids, tile_size, tile_width, tile_heig
 
 
 @numba.njit(cache=True, parallel=True)
-def _sort_runs(flatten_ids, keys, offsets):
-    """Sort each tile's run by depth (stable, so ties keep Gaussian order) and build isect ids."""
+def _sort_runs(flatten_ids, keys, offsets, n_tiles, tile_bits):
+    """Sort each tile's run by depth (stable, so ties keep Gaussian order) and build gsplat's
+    isect ids: image << (tile_bits + 32) | tile << 32 | depth bits."""
     n_keys = offsets.shape[0] - 1
     isect_ids = np.empty(flatten_ids.shape[0], dtype=np.int64)
     for k in numba.prange(n_keys):
@@ -87,18 +88,11 @@ def _sort_runs(flatten_ids, keys, offsets):
         order = np.argsort(keys[s:e], kind="mergesort")
         flatten_ids[s:e] = flatten_ids[s:e][order]
         depth_bits = keys[s:e][order].view(np.uint32)
-        prefix = np.int64(k) << 32
+        image, tile = k // n_tiles, k % n_tiles
+        prefix = ((np.int64(image) << tile_bits) | np.int64(tile)) << 32
         for j in range(e - s):
             isect_ids[s + j] = prefix | np.int64(depth_bits[j])
     return isect_ids
-
-
-def _prefix_with_image_bits(isect_ids: np.ndarray, n_tiles: int) -> np.ndarray:
-    """Re-encode the run key (image * n_tiles + tile) as gsplat's bit fields (image << tile_bits | tile)."""
-    tile_bits = n_tiles.bit_length()
-    run = isect_ids >> 32
-    image, tile = run // n_tiles, run % n_tiles
-    return ((image << tile_bits) | tile) << 32 | (isect_ids & 0xFFFFFFFF)
 
 
 def isect_tiles(
@@ -121,8 +115,7 @@ def isect_tiles(
     offsets = np.cumsum(counts)
     flatten_ids, keys = _scatter(m2, r, d, img, tile_size, tile_width, tile_height, offsets)
     n_tiles = tile_width * tile_height
-    isect_ids = _sort_runs(flatten_ids, keys, offsets)
-    isect_ids = _prefix_with_image_bits(isect_ids, n_tiles)
+    isect_ids = _sort_runs(flatten_ids, keys, offsets, n_tiles, n_tiles.bit_length())
     isect_offsets = offsets[:-1].astype(np.int32).reshape(n_images, tile_height, tile_width)
     return (
         torch.from_numpy(tiles_per_gauss),
