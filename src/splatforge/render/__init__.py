@@ -1,0 +1,1 @@
+"""Rendering Gaussians to images on disk."""
