@@ -86,7 +86,10 @@ def composite_forward(
     out_colors,  # [I, H, W, D]
     out_alphas,  # [I, H, W]
     last_ids,  # [I, H, W] int32: last intersection each pixel used (run start - 1 if none)
+    accumulate,  # False: front-to-back alpha compositing; True: order-free sum of alpha * colour
 ):
+    """With `accumulate`, colours are sum(alpha_i c_i) and alphas sum(alpha_i) (GaussianImage's
+    accumulated blending): no transmittance, no early stop, no background."""
     n_runs = offsets.shape[0] - 1
     depth = colors.shape[1]
     has_bg = backgrounds.shape[0] > 0
@@ -95,7 +98,7 @@ def composite_forward(
         tw = x_hi - x_lo
         npix = tw * (y_hi - y_lo)
         start, end = offsets[run], offsets[run + 1]
-        trans = np.ones(npix, dtype=np.float32)
+        trans = np.ones(npix, dtype=np.float32)  # with `accumulate`, 1 - sum of alphas
         acc = np.zeros((npix, depth), dtype=np.float32)
         last = np.full(npix, start - 1, dtype=np.int32)
         done = np.zeros(npix, dtype=np.bool_)
@@ -124,6 +127,12 @@ def composite_forward(
                         continue
                     alpha = min(ALPHA_MAX, op * math.exp(-sigma))
                     if alpha < ALPHA_MIN:
+                        continue
+                    if accumulate:
+                        for k in range(depth):
+                            acc[p, k] += alpha * colors[g, k]
+                        trans[p] -= alpha
+                        last[p] = e
                         continue
                     next_t = trans[p] * (ONE - alpha)
                     if next_t <= T_MIN:
@@ -170,6 +179,7 @@ def composite_backward(
     s_color,  # [n_isects, D]
     s_opacity,  # [n_isects]
     s_absxy,  # [n_isects, 2] sum over pixels of |d loss / d mean2d| (gsplat's absgrad)
+    accumulate,  # as in composite_forward
 ):
     n_runs = offsets.shape[0] - 1
     depth = colors.shape[1]
@@ -191,7 +201,8 @@ def composite_backward(
             for px in range(x_lo, x_hi):
                 p = (py - y_lo) * tw + px - x_lo
                 t_final = ONE - out_alphas[image, py, px]
-                trans[p] = t_final
+                # with `accumulate` every weight is alpha itself: transmittance stays 1
+                trans[p] = ONE if accumulate else t_final
                 last[p] = last_ids[image, py, px]
                 e_max = max(e_max, last[p])
                 bg_dot = np.float32(0.0)
@@ -199,7 +210,7 @@ def composite_backward(
                     vcol[p, k] = v_colors[image, py, px, k]
                     if has_bg:
                         bg_dot += vcol[p, k] * backgrounds[image, k]
-                q[p] = t_final * (v_alphas[image, py, px] - bg_dot)
+                q[p] = v_alphas[image, py, px] if accumulate else t_final * (v_alphas[image, py, px] - bg_dot)
         g_col = np.empty(depth, dtype=np.float32)
         for e in range(e_max, start - 1, -1):
             g = flatten_ids[e]
@@ -228,15 +239,21 @@ def composite_backward(
                     alpha = min(ALPHA_MAX, raw)
                     if alpha < ALPHA_MIN:
                         continue
-                    ra = ONE / (ONE - alpha)
-                    trans[p] *= ra
-                    w = alpha * trans[p]
-                    v_alpha = q[p] * ra
-                    for k in range(depth):
-                        ck = colors[g, k]
-                        g_col[k] += w * vcol[p, k]
-                        v_alpha += vcol[p, k] * (ck * trans[p] - after[p, k] * ra)
-                        after[p, k] += ck * w
+                    if accumulate:
+                        v_alpha = q[p]
+                        for k in range(depth):
+                            g_col[k] += alpha * vcol[p, k]
+                            v_alpha += vcol[p, k] * colors[g, k]
+                    else:
+                        ra = ONE / (ONE - alpha)
+                        trans[p] *= ra
+                        w = alpha * trans[p]
+                        v_alpha = q[p] * ra
+                        for k in range(depth):
+                            ck = colors[g, k]
+                            g_col[k] += w * vcol[p, k]
+                            v_alpha += vcol[p, k] * (ck * trans[p] - after[p, k] * ra)
+                            after[p, k] += ck * w
                     if raw <= ALPHA_MAX:  # the 0.999 clamp passes no gradient
                         v_sigma = -raw * v_alpha
                         gx = v_sigma * (a * dx + b * dy)

@@ -27,7 +27,7 @@ def _run_offsets(isect_offsets: Tensor, n_isects: int) -> np.ndarray:
 class _CompositeCPU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, colors, opacities, backgrounds, width, height, tile_size,
-                isect_offsets, flatten_ids, absgrad):
+                isect_offsets, flatten_ids, absgrad, accumulate):
         n_images, tile_height, tile_width = isect_offsets.shape
         depth = colors.shape[-1]
         ctx.shapes = (means2d.shape, conics.shape, colors.shape, opacities.shape)
@@ -42,12 +42,12 @@ class _CompositeCPU(torch.autograd.Function):
         last_ids = np.empty((n_images, height, width), np.int32)
         kernels_cpu.composite_forward(
             *arrays, width, height, tile_size, tile_width, tile_height, offsets, fids,
-            out_colors, out_alphas, last_ids,
+            out_colors, out_alphas, last_ids, accumulate,
         )
         ctx.arrays, ctx.offsets, ctx.fids = arrays, offsets, fids
         ctx.geometry = (width, height, tile_size, tile_width, tile_height)
         ctx.out_alphas, ctx.last_ids = out_alphas, last_ids
-        ctx.absgrad = absgrad
+        ctx.absgrad, ctx.accumulate = absgrad, accumulate
         ctx.means2d = means2d if absgrad else None
         ctx.has_bg = backgrounds is not None
         dtype, device = colors.dtype, colors.device
@@ -68,7 +68,7 @@ class _CompositeCPU(torch.autograd.Function):
         kernels_cpu.composite_backward(
             means2d_np, conics_np, colors_np, opac_np, bg, *ctx.geometry, ctx.offsets, ctx.fids,
             ctx.out_alphas, ctx.last_ids, _np32(v_render_colors), _np32(v_render_alphas[..., 0]),
-            slots["xy"], slots["conic"], slots["color"], slots["opacity"][:, 0], slots["absxy"],
+            slots["xy"], slots["conic"], slots["color"], slots["opacity"][:, 0], slots["absxy"], ctx.accumulate,
         )
         sums = {}
         for name, slot in slots.items():
@@ -87,7 +87,7 @@ class _CompositeCPU(torch.autograd.Function):
             t_final = torch.from_numpy(1.0 - ctx.out_alphas).to(like.device, like.dtype)
             v_bg = (v_render_colors * t_final[..., None]).sum(dim=(1, 2))
         return (grads["xy"], grads["conic"], grads["color"], grads["opacity"], v_bg,
-                None, None, None, None, None, None)
+                None, None, None, None, None, None, None)
 
 
 def rasterize_to_pixels(
@@ -102,6 +102,7 @@ def rasterize_to_pixels(
     flatten_ids: Tensor,  # [n_isects], indices into the flattened first dims of the above
     backgrounds: Optional[Tensor] = None,  # [I, D]
     absgrad: bool = False,
+    blend: str = "alpha",
 ) -> Tuple[Tensor, Tensor]:
     """Composite 2D Gaussians front to back into I images of D channels on the CPU.
 
@@ -109,7 +110,15 @@ def rasterize_to_pixels(
     to means2d, conics, colors, opacities and backgrounds; with `absgrad=True`, backward also sets
     `means2d.absgrad`, the per-Gaussian sum of absolute per-pixel gradients. The kernels compute in
     float32 whatever the input dtype; results and gradients come back in the input's dtype.
+
+    `blend="alpha"` (default) is gsplat's front-to-back compositing in the order of `flatten_ids`;
+    `blend="sum"` is GaussianImage's order-free accumulation: colours sum(alpha_i c_i), alphas
+    sum(alpha_i), no early stop and no background.
     """
+    if blend not in ("alpha", "sum"):
+        raise ValueError(f"blend must be 'alpha' or 'sum', got {blend!r}")
+    if blend == "sum" and backgrounds is not None:
+        raise ValueError("blend='sum' has no transmittance, so it takes no backgrounds")
     n_images = isect_offsets.shape[0]
     depth = colors.shape[-1]
     m = means2d.numel() // 2
@@ -121,5 +130,6 @@ def rasterize_to_pixels(
     if backgrounds is not None and tuple(backgrounds.shape) != (n_images, depth):
         raise ValueError(f"backgrounds must be [{n_images}, {depth}], got {tuple(backgrounds.shape)}")
     return _CompositeCPU.apply(
-        means2d, conics, colors, opacities, backgrounds, image_width, image_height, tile_size, isect_offsets, flatten_ids, absgrad,
+        means2d, conics, colors, opacities, backgrounds, image_width, image_height, tile_size, isect_offsets,
+        flatten_ids, absgrad, blend == "sum",
     )

@@ -17,7 +17,7 @@ ALPHA_MAX = 0.999
 T_MIN = 1e-4
 
 
-def _composite_one_image(means2d, conics, colors, opacities, width, height, chunk):
+def _composite_one_image(means2d, conics, colors, opacities, width, height, chunk, blend):
     """Composite K depth-sorted Gaussians into one image: colours [H*W, D], transmittance [H*W]."""
     ys, xs = torch.meshgrid(
         torch.arange(height, dtype=means2d.dtype), torch.arange(width, dtype=means2d.dtype), indexing="ij"
@@ -31,6 +31,10 @@ def _composite_one_image(means2d, conics, colors, opacities, width, height, chun
         sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
         alpha = torch.clamp_max(opacities * torch.exp(-sigma), ALPHA_MAX)
         alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_THRESHOLD), alpha, torch.zeros_like(alpha))
+        if blend == "sum":  # order-free: weights are the alphas, "transmittance" 1 - sum(alpha)
+            out_colors.append(alpha @ colors)
+            out_trans.append(1.0 - alpha.sum(dim=1))
+            continue
         # A pixel stops before the Gaussian that would take its transmittance to T_MIN or below.
         with torch.no_grad():
             include = torch.cumprod(1.0 - alpha, dim=1) > T_MIN
@@ -54,14 +58,16 @@ def composite_reference(
     height: int,
     backgrounds: Optional[Tensor] = None,  # [I, D]
     chunk: int = 4096,
+    blend: str = "alpha",
 ) -> Tuple[Tensor, Tensor]:
-    """render_colors [I, H, W, D] and render_alphas [I, H, W, 1], gsplat's compositing rules."""
+    """render_colors [I, H, W, D] and render_alphas [I, H, W, 1], gsplat's compositing rules
+    (or, with blend="sum", GaussianImage's accumulation: sum(alpha c) and sum(alpha))."""
     renders, alphas = [], []
     for i in range(means2d.shape[0]):
         order = torch.argsort(depths[i].detach(), stable=True)
         order = order[visible[i][order]]
         rgb, trans = _composite_one_image(
-            means2d[i, order], conics[i, order], colors[i, order], opacities[i, order], width, height, chunk
+            means2d[i, order], conics[i, order], colors[i, order], opacities[i, order], width, height, chunk, blend
         )
         if backgrounds is not None:
             rgb = rgb + trans[:, None] * backgrounds[i]
