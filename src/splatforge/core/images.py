@@ -109,7 +109,7 @@ def _too_many_pixels(source: str, size: str, max_pixels: int) -> SplatforgeError
     return SplatforgeError(
         f"{source} is {size}, over the limit of {max_pixels:,} pixels that guards against "
         "decompression bombs; if the image is trusted, raise the limit with max_pixels= "
-        "(None disables it)"
+        "(None disables it), or --max-pixels on the command line"
     )
 
 

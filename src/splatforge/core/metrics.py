@@ -1,0 +1,41 @@
+"""Image quality metrics shared by fit, train and compress: PSNR and SSIM (Wang et al. 2004)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def psnr(image: Tensor, target: Tensor, max_value: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB of images in [0, max_value]; inf for identical images."""
+    mse = float(torch.mean((image.detach().double() - target.detach().double()) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(max_value**2 / mse)
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, like: Tensor) -> Tensor:
+    x = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+
+
+def ssim(image: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5, max_value: float = 1.0) -> Tensor:
+    """Mean SSIM of [..., H, W, C] images with an 11x11 Gaussian window (sigma 1.5), the
+    convention of INRIA 3DGS and gsplat's fused SSIM ("same" padding). Differentiable."""
+    if image.shape != target.shape:
+        raise ValueError(f"ssim needs images of one shape, got {tuple(image.shape)} and {tuple(target.shape)}")
+    x = image.reshape((-1,) + image.shape[-3:]).permute(0, 3, 1, 2)  # [B, C, H, W]
+    y = target.reshape((-1,) + target.shape[-3:]).permute(0, 3, 1, 2)
+    channels = x.shape[1]
+    w = _gaussian_window(window, sigma, channels, x)
+    conv = lambda t: F.conv2d(t, w, padding=window // 2, groups=channels)  # noqa: E731
+    mu_x, mu_y = conv(x), conv(y)
+    var_x = conv(x * x) - mu_x**2
+    var_y = conv(y * y) - mu_y**2
+    cov = conv(x * y) - mu_x * mu_y
+    c1, c2 = (0.01 * max_value) ** 2, (0.03 * max_value) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.mean()
