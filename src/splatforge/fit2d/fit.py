@@ -44,6 +44,7 @@ class FitConfig:
     densify_fraction: float = 0.05  # share of Gaussians moved at each densification
     densify_until: float = 0.7  # stop densifying after this fraction of the steps
     max_pixels: int = 64_000_000  # refuse larger images (raise it with --max-pixels)
+    backend: str = "cpu"  # "cpu" (Numba kernels) or "torch" (the dense reference: slow, for checks)
 
     def validate(self) -> None:
         if self.num_gaussians <= 0:
@@ -52,6 +53,8 @@ class FitConfig:
             raise SplatforgeError(f"steps must be >= 0, got {self.steps}")
         if self.blend not in BLENDS:
             raise SplatforgeError(f"blend must be one of {BLENDS}, got {self.blend!r}")
+        if self.backend not in ("cpu", "torch"):
+            raise SplatforgeError(f"backend must be 'cpu' or 'torch', got {self.backend!r}")
         if self.loss not in LOSSES:
             raise SplatforgeError(f"loss must be one of {LOSSES}, got {self.loss!r}")
 
@@ -197,7 +200,7 @@ def fit_image(
         bar = tqdm(total=cfg.steps, desc="fit", unit="step", dynamic_ncols=True)
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
-        render, _ = render_gaussians_2d(Gaussians2D(**params), width, height, cfg.blend)
+        render, _ = render_gaussians_2d(Gaussians2D(**params), width, height, cfg.blend, backend=cfg.backend)
         loss = _loss(render, target, cfg.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -217,7 +220,7 @@ def fit_image(
 
     final = Gaussians2D(**{k: v.detach() for k, v in params.items()})
     with torch.no_grad():
-        render, _ = render_gaussians_2d(final, width, height, cfg.blend)
+        render, _ = render_gaussians_2d(final, width, height, cfg.blend, backend=cfg.backend)
         render = render.clamp(0, 1)
     metrics = {
         "psnr": psnr(render, target),

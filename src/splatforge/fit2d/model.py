@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..raster import isect_tiles, rasterize_to_pixels
 from ..raster.project import ALPHA_THRESHOLD, MAX_EXTEND
+from ..raster.reference import composite_reference
 
 FIELDS = ("means", "log_scales", "rotations", "colors", "opacity_logits", "depths")
 BLENDS = ("alpha", "sum")
@@ -87,14 +88,24 @@ def render_gaussians_2d(
     blend: str = "alpha",
     background: Tensor | None = None,  # [3], alpha blending only
     tile_size: int = 16,
+    backend: str = "cpu",
 ) -> tuple[Tensor, Tensor]:
     """Render to an image [H, W, 3] and its alpha [H, W, 1], differentiably, with the rasterizer's
-    CPU kernels. `blend="alpha"` composites front to back in depth order; `blend="sum"` adds
-    alpha * colour order-free, as GaussianImage does."""
+    CPU kernels (`backend="torch"`: its dense reference, for checks). `blend="alpha"` composites
+    front to back in depth order; `blend="sum"` adds alpha * colour order-free, as GaussianImage does."""
     if blend not in BLENDS:
         raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
     means, conics, diag = screen_space(gaussians, height)
     opacities = torch.sigmoid(gaussians.opacity_logits)
+    bg = None if background is None else background.reshape(1, 3)
+    if backend == "torch":
+        rgb, alpha = composite_reference(
+            means[None], conics[None], gaussians.colors[None], opacities[None], gaussians.depths[None],
+            torch.isfinite(conics).all(-1)[None], width, height, bg, blend=blend,
+        )
+        return rgb[0], alpha[0]
+    if backend != "cpu":
+        raise ValueError(f"backend must be 'cpu' or 'torch', got {backend!r}")
     with torch.no_grad():
         # the opacity-aware extent gsplat uses: beyond it alpha < 1/255
         extend = torch.sqrt(2.0 * torch.log(torch.clamp(opacities, min=ALPHA_THRESHOLD) / ALPHA_THRESHOLD))
@@ -107,7 +118,6 @@ def render_gaussians_2d(
         _, _, flatten_ids, offsets = isect_tiles(
             means, radii, order, torch.zeros(len(gaussians), dtype=torch.long), 1, tile_size, tile_width, tile_height
         )
-    bg = None if background is None else background.reshape(1, 3)
     rgb, alpha = rasterize_to_pixels(
         means[None], conics[None], gaussians.colors[None], opacities[None], width, height, tile_size, offsets,
         flatten_ids, backgrounds=bg, blend=blend,

@@ -65,11 +65,12 @@ def _tile_bounds(run, tile_size, tile_width, tile_height, width, height):
 
 
 # FMA contraction and reciprocal division: a few ulp of difference, same result on every run.
-# (No 'nnan'/'ninf': the kernels rely on NaN comparisons being false.)
+# (No 'nnan'/'ninf': the kernels rely on NaN comparisons being false.) error_model="numpy" drops
+# Python's zero-division checks from the inner loops; no divisor there can be zero.
 FASTMATH = {"contract", "arcp", "nsz"}
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH, error_model="numpy")
 def composite_forward(
     means2d,  # [M, 2]
     conics,  # [M, 3]
@@ -156,7 +157,7 @@ def composite_forward(
                     out_colors[image, py, px, k] = v
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH, error_model="numpy")
 def composite_backward(
     means2d,  # [M, 2]
     conics,  # [M, 3]
