@@ -40,6 +40,7 @@ class FitConfig:
     lr_final_fraction: float = 0.1  # every rate decays exponentially to this fraction at the end
     seed: int = 0
     detail_fraction: float = 0.7  # share of initial positions drawn where the image has detail
+    init_scale: float = 0.7  # initial standard deviation, as a fraction of the distance to neighbours
     densify_every: int = 0  # if > 0: every this many steps, move the weakest Gaussians to the worst pixels
     densify_fraction: float = 0.05  # share of Gaussians moved at each densification
     densify_until: float = 0.7  # stop densifying after this fraction of the steps
@@ -93,7 +94,7 @@ def _initial_gaussians(image: Tensor, cfg: FitConfig, gen: torch.Generator) -> G
         spacing = torch.from_numpy(np.nan_to_num(np.nanmean(dist, axis=1), nan=1.0)).to(torch.float32)
     else:
         spacing = torch.full((1,), float(max(height, width)))
-    sigma_px = torch.clamp(0.7 * spacing, min=0.5, max=0.25 * max(height, width))
+    sigma_px = torch.clamp(cfg.init_scale * spacing, min=0.5, max=0.25 * max(height, width))
     if cfg.blend == "sum":
         # overlapping Gaussians add up: start with colours that roughly sum to the image
         colors = colors * 0.5

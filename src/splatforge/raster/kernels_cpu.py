@@ -53,6 +53,23 @@ def _pixel_box(mx, my, a, b, c, opacity, x_lo, x_hi, y_lo, y_hi):
 
 
 @numba.njit(cache=True, inline="always")
+def _gaussian_in_tile(g, means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi):
+    """One Gaussian's mean, conic and opacity, and its pixel box in the tile (see `_pixel_box`)."""
+    mx, my = means2d[g, 0], means2d[g, 1]
+    a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+    op = opacities[g]
+    x0, x1, y0, y1, sigma_max = _pixel_box(mx, my, a, b, c, op, x_lo, x_hi, y_lo, y_hi)
+    return mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max
+
+
+@numba.njit(cache=True, inline="always")
+def _row_terms(my, py, b, c):
+    """Per-row parts of sigma = a/2 dx^2 + b dx dy + c/2 dy^2 (dx, dy: mean minus pixel centre)."""
+    dy = my - (np.float32(py) + HALF)
+    return dy, HALF * c * dy * dy, b * dy
+
+
+@numba.njit(cache=True, inline="always")
 def _tile_bounds(run, tile_size, tile_width, tile_height, width, height):
     n_tiles = tile_width * tile_height
     image = run // n_tiles
@@ -108,15 +125,11 @@ def composite_forward(
             if n_done == npix:
                 break
             g = flatten_ids[e]
-            mx, my = means2d[g, 0], means2d[g, 1]
-            a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
-            op = opacities[g]
-            x0, x1, y0, y1, sigma_max = _pixel_box(mx, my, a, b, c, op, x_lo, x_hi, y_lo, y_hi)
+            mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max = _gaussian_in_tile(
+                g, means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
             half_a = HALF * a
             for py in range(y0, y1):
-                dy = my - (np.float32(py) + HALF)
-                row_term = HALF * c * dy * dy
-                b_dy = b * dy
+                dy, row_term, b_dy = _row_terms(my, py, b, c)
                 row = (py - y_lo) * tw - x_lo
                 for px in range(x0, x1):
                     p = row + px
@@ -215,17 +228,13 @@ def composite_backward(
         g_col = np.empty(depth, dtype=np.float32)
         for e in range(e_max, start - 1, -1):
             g = flatten_ids[e]
-            mx, my = means2d[g, 0], means2d[g, 1]
-            a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
-            op = opacities[g]
-            x0, x1, y0, y1, sigma_max = _pixel_box(mx, my, a, b, c, op, x_lo, x_hi, y_lo, y_hi)
+            mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max = _gaussian_in_tile(
+                g, means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
             half_a = HALF * a
             g_mx = g_my = g_a = g_b = g_c = g_op = g_absx = g_absy = np.float32(0.0)
             g_col[:] = 0.0
             for py in range(y0, y1):
-                dy = my - (np.float32(py) + HALF)
-                row_term = HALF * c * dy * dy
-                b_dy = b * dy
+                dy, row_term, b_dy = _row_terms(my, py, b, c)
                 row = (py - y_lo) * tw - x_lo
                 for px in range(x0, x1):
                     p = row + px
