@@ -27,6 +27,8 @@ ONE = np.float32(1.0)
 BOX_SLACK_REL = np.float32(1e-4)
 BOX_SLACK_ABS = np.float32(1e-3)
 COORD_LIMIT = np.float32(1e7)
+# columns of the backward pass's gradient slots
+SLOT_MEAN2D, SLOT_CONIC, SLOT_OPACITY, SLOT_ABS_MEAN2D, SLOT_COLOR = 0, 2, 5, 6, 8
 
 
 @numba.njit(cache=True, inline="always")
@@ -188,11 +190,7 @@ def composite_backward(
     last_ids,  # [I, H, W] from the forward pass
     v_colors,  # [I, H, W, D] gradient of the rendered colours
     v_alphas,  # [I, H, W] gradient of the rendered alphas
-    s_xy,  # [n_isects, 2] out: per-intersection gradient slots
-    s_conic,  # [n_isects, 3]
-    s_color,  # [n_isects, D]
-    s_opacity,  # [n_isects]
-    s_absxy,  # [n_isects, 2] sum over pixels of |d loss / d mean2d| (gsplat's absgrad)
+    slots,  # [n_isects, 8 + D] out, zeros: per-intersection gradients, columns SLOT_* below
     accumulate,  # as in composite_forward
 ):
     n_runs = offsets.shape[0] - 1
@@ -276,16 +274,16 @@ def composite_backward(
                         g_b += dx * dy * v_sigma
                         g_c += HALF * dy * dy * v_sigma
                         g_op += gauss * v_alpha
-            s_xy[e, 0] = g_mx
-            s_xy[e, 1] = g_my
-            s_absxy[e, 0] = g_absx
-            s_absxy[e, 1] = g_absy
-            s_conic[e, 0] = g_a
-            s_conic[e, 1] = g_b
-            s_conic[e, 2] = g_c
-            s_opacity[e] = g_op
+            slots[e, SLOT_MEAN2D] = g_mx
+            slots[e, SLOT_MEAN2D + 1] = g_my
+            slots[e, SLOT_CONIC] = g_a
+            slots[e, SLOT_CONIC + 1] = g_b
+            slots[e, SLOT_CONIC + 2] = g_c
+            slots[e, SLOT_OPACITY] = g_op
+            slots[e, SLOT_ABS_MEAN2D] = g_absx  # sum over pixels of |d loss / d mean2d| (gsplat's absgrad)
+            slots[e, SLOT_ABS_MEAN2D + 1] = g_absy
             for k in range(depth):
-                s_color[e, k] = g_col[k]
+                slots[e, SLOT_COLOR + k] = g_col[k]
 
 
 @numba.njit(cache=True)

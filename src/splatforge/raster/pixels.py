@@ -58,28 +58,24 @@ class _CompositeCPU(torch.autograd.Function):
     def backward(ctx, v_render_colors, v_render_alphas):
         means2d_np, conics_np, colors_np, opac_np, bg = ctx.arrays
         n_isects, depth, m = ctx.fids.shape[0], colors_np.shape[1], means2d_np.shape[0]
-        slots = {
-            "xy": np.zeros((n_isects, 2), np.float32),
-            "conic": np.zeros((n_isects, 3), np.float32),
-            "color": np.zeros((n_isects, depth), np.float32),
-            "opacity": np.zeros((n_isects, 1), np.float32),
-            "absxy": np.zeros((n_isects, 2), np.float32),
-        }
+        slots = np.zeros((n_isects, kernels_cpu.SLOT_COLOR + depth), np.float32)
         kernels_cpu.composite_backward(
             means2d_np, conics_np, colors_np, opac_np, bg, *ctx.geometry, ctx.offsets, ctx.fids,
             ctx.out_alphas, ctx.last_ids, _np32(v_render_colors), _np32(v_render_alphas[..., 0]),
-            slots["xy"], slots["conic"], slots["color"], slots["opacity"][:, 0], slots["absxy"], ctx.accumulate,
+            slots, ctx.accumulate,
         )
-        sums = {}
-        for name, slot in slots.items():
-            out = np.zeros((m, slot.shape[1]), np.float32)
-            kernels_cpu.sum_slots(ctx.fids, slot, out)
-            sums[name] = out
+        sums = np.zeros_like(slots, shape=(m, slots.shape[1]))
+        kernels_cpu.sum_slots(ctx.fids, slots, sums)
         like = v_render_colors
         shape_xy, shape_conic, shape_color, shape_opacity = ctx.shapes
-        shapes = {"xy": shape_xy, "absxy": shape_xy, "conic": shape_conic, "color": shape_color,
-                  "opacity": shape_opacity}
-        grads = {k: torch.from_numpy(v).reshape(shapes[k]).to(like.device, like.dtype) for k, v in sums.items()}
+        k = kernels_cpu
+        parts = {"xy": (sums[:, k.SLOT_MEAN2D:k.SLOT_MEAN2D + 2], shape_xy),
+                 "conic": (sums[:, k.SLOT_CONIC:k.SLOT_CONIC + 3], shape_conic),
+                 "opacity": (sums[:, k.SLOT_OPACITY], shape_opacity),
+                 "absxy": (sums[:, k.SLOT_ABS_MEAN2D:k.SLOT_ABS_MEAN2D + 2], shape_xy),
+                 "color": (sums[:, k.SLOT_COLOR:], shape_color)}
+        grads = {k: torch.from_numpy(np.ascontiguousarray(v)).reshape(shape).to(like.device, like.dtype)
+                 for k, (v, shape) in parts.items()}
         if ctx.absgrad:
             ctx.means2d.absgrad = grads["absxy"]
         v_bg = None
