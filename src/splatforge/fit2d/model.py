@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from ..raster import isect_tiles, rasterize_to_pixels
-from ..raster.project import ALPHA_THRESHOLD, MAX_EXTEND
 from ..raster.reference import composite_reference
+from .screen import screen_space_fused
 
 FIELDS = ("means", "log_scales", "rotations", "colors", "opacity_logits", "depths")
 BLENDS = ("alpha", "sum")
@@ -68,7 +68,8 @@ class Gaussians2D:
 
 
 def screen_space(gaussians: Gaussians2D, height: int):
-    """Pixel-space means [N, 2], conics [N, 3] and covariance diagonals [N, 2] at render height."""
+    """Pixel-space means [N, 2], conics [N, 3] and covariance diagonals [N, 2] at render height.
+    The plain torch form; the CPU path runs the fused `screen.ScreenSpace2D`, tested against it."""
     means = gaussians.means * height
     scales = torch.exp(gaussians.log_scales) * height
     cos, sin = torch.cos(gaussians.rotations), torch.sin(gaussians.rotations)
@@ -95,10 +96,10 @@ def render_gaussians_2d(
     front to back in depth order; `blend="sum"` adds alpha * colour order-free, as GaussianImage does."""
     if blend not in BLENDS:
         raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
-    means, conics, diag = screen_space(gaussians, height)
-    opacities = torch.sigmoid(gaussians.opacity_logits)
     bg = None if background is None else background.reshape(1, 3)
     if backend == "torch":
+        means, conics, _ = screen_space(gaussians, height)
+        opacities = torch.sigmoid(gaussians.opacity_logits)
         rgb, alpha = composite_reference(
             means[None], conics[None], gaussians.colors[None], opacities[None], gaussians.depths[None],
             torch.isfinite(conics).all(-1)[None], width, height, bg, blend=blend,
@@ -106,13 +107,9 @@ def render_gaussians_2d(
         return rgb[0], alpha[0]
     if backend != "cpu":
         raise ValueError(f"backend must be 'cpu' or 'torch', got {backend!r}")
+    means, conics, opacities, radii = screen_space_fused(
+        gaussians.means, gaussians.log_scales, gaussians.rotations, gaussians.opacity_logits, height)
     with torch.no_grad():
-        # the opacity-aware extent gsplat uses: beyond it alpha < 1/255
-        extend = torch.sqrt(2.0 * torch.log(torch.clamp(opacities, min=ALPHA_THRESHOLD) / ALPHA_THRESHOLD))
-        extend = torch.clamp(extend, max=MAX_EXTEND)
-        radii = torch.ceil(extend[:, None] * torch.sqrt(diag)).to(torch.int32)
-        finite = torch.isfinite(conics).all(dim=-1) & torch.isfinite(means).all(dim=-1)
-        radii = torch.where(finite[:, None] & (opacities[:, None] >= ALPHA_THRESHOLD), radii, 0)
         order = gaussians.depths if blend == "alpha" else torch.zeros_like(gaussians.depths)
         tile_width, tile_height = math.ceil(width / tile_size), math.ceil(height / tile_size)
         _, _, flatten_ids, offsets = isect_tiles(
