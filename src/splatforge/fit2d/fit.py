@@ -189,7 +189,7 @@ def fit_image(
     rates = {"means": cfg.lr_means, "log_scales": cfg.lr_scales, "rotations": cfg.lr_rotations,
              "colors": cfg.lr_colors, "opacity_logits": cfg.lr_opacities}
     optimizer = torch.optim.Adam([{"params": [params[k]], "lr": lr, "name": k} for k, lr in rates.items()],
-                                 eps=1e-15, foreach=True)
+                                 eps=1e-15, fused=True)
     decay = cfg.lr_final_fraction ** (1.0 / max(cfg.steps, 1))
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
     densify_stop = int(cfg.densify_until * cfg.steps)
