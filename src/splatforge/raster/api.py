@@ -12,6 +12,7 @@ from ..core.sh import eval_sh
 from . import backend_gsplat
 from .pixels import rasterize_to_pixels
 from .project import covariances, project_gaussians
+from .project_cpu import can_fuse, project_gaussians_fused
 from .reference import composite_reference
 from .tiles import isect_tiles
 
@@ -186,7 +187,7 @@ def rasterization(
     if covars is None:
         _expect("quats", quats, batch_dims + (n, 4), "[..., N, 4]")
         _expect("scales", scales, batch_dims + (n, 3), "[..., N, 3]")
-        world_covars = covariances(quats, scales)
+        world_covars = None  # built below only if the torch projection runs
     else:
         if covars.shape == batch_dims + (n, 6):
             world_covars = _triu_to_covars(covars)
@@ -222,11 +223,16 @@ def rasterization(
                   colors=colors, viewmats=viewmats, Ks=Ks, backgrounds=backgrounds)
 
     # ---- projection and colours ---------------------------------------------------------------
-    proj = project_gaussians(
-        means, world_covars, viewmats, Ks, width, height, opacities=opacities, eps2d=eps2d,
-        near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip,
-        calc_compensations=rasterize_mode == "antialiased", camera_model=camera_model,
-    )
+    projection_args = dict(eps2d=eps2d, near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip,
+                           calc_compensations=rasterize_mode == "antialiased", camera_model=camera_model)
+    if chosen == "cpu" and can_fuse(covars, viewmats, Ks, camera_model):
+        proj = project_gaussians_fused(means, quats, scales, opacities, viewmats, Ks, width, height,
+                                       **projection_args)
+    else:
+        if world_covars is None:
+            world_covars = covariances(quats, scales)
+        proj = project_gaussians(means, world_covars, viewmats, Ks, width, height, opacities=opacities,
+                                 **projection_args)
     radii, means2d, depths, conics = proj.radii, proj.means2d, proj.depths, proj.conics
     opac = opacities[..., None, :].expand(batch_dims + (c, n))
     if proj.compensations is not None:
