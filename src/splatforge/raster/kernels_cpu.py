@@ -133,6 +133,20 @@ def composite_forward(
             for py in range(y0, y1):
                 dy, row_term, b_dy = _row_terms(my, py, b, c)
                 row = (py - y_lo) * tw - x_lo
+                if accumulate:  # no transmittance, nothing finishes: a lighter loop
+                    for px in range(x0, x1):
+                        dx = mx - (np.float32(px) + HALF)
+                        sigma = half_a * dx * dx + row_term + b_dy * dx
+                        if sigma < 0 or sigma > sigma_max:
+                            continue
+                        alpha = min(ALPHA_MAX, op * math.exp(-sigma))
+                        if alpha < ALPHA_MIN:
+                            continue
+                        p = row + px
+                        for k in range(depth):
+                            acc[p, k] += alpha * colors[g, k]
+                        trans[p] -= alpha
+                    continue
                 for px in range(x0, x1):
                     p = row + px
                     if done[p]:
@@ -144,12 +158,6 @@ def composite_forward(
                     alpha = min(ALPHA_MAX, op * math.exp(-sigma))
                     if alpha < ALPHA_MIN:
                         continue
-                    if accumulate:
-                        for k in range(depth):
-                            acc[p, k] += alpha * colors[g, k]
-                        trans[p] -= alpha
-                        last[p] = e
-                        continue
                     next_t = trans[p] * (ONE - alpha)
                     if next_t <= T_MIN:
                         done[p] = True
@@ -160,6 +168,8 @@ def composite_forward(
                         acc[p, k] += w * colors[g, k]
                     trans[p] = next_t
                     last[p] = e
+        if accumulate:  # the backward pass visits every intersection of the tile
+            last[:] = end - 1
         for py in range(y_lo, y_hi):
             for px in range(x_lo, x_hi):
                 p = (py - y_lo) * tw + px - x_lo
