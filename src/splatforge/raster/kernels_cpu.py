@@ -83,6 +83,17 @@ def _tile_bounds(run, tile_size, tile_width, tile_height, width, height):
     return image, x_lo, min(x_lo + tile_size, width), y_lo, min(y_lo + tile_size, height)
 
 
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def footprint_sizes(means2d, conics, opacities, width, height, tile_size, tile_width, tile_height, offsets,
+                    flatten_ids, sizes):
+    """sizes[e] = pixels in intersection e's box: its share of the summed-blend alpha log."""
+    for run in numba.prange(offsets.shape[0] - 1):
+        _, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
+        for e in range(offsets[run], offsets[run + 1]):
+            box = _gaussian_in_tile(flatten_ids[e], means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
+            sizes[e] = (box[7] - box[6]) * (box[9] - box[8])
+
+
 # FMA contraction and reciprocal division: a few ulp of difference, same result on every run.
 # (No 'nnan'/'ninf': the kernels rely on NaN comparisons being false.) error_model="numpy" drops
 # Python's zero-division checks from the inner loops; no divisor there can be zero.
@@ -107,9 +118,13 @@ def composite_forward(
     out_alphas,  # [I, H, W]
     last_ids,  # [I, H, W] int32: last intersection each pixel used (run start - 1 if none)
     accumulate,  # False: front-to-back alpha compositing; True: order-free sum of alpha * colour
+    log_offsets,  # with `accumulate`: [n_isects] start of each intersection's box in `alpha_log`
+    alpha_log,  # with `accumulate`: out, o * exp(-sigma) per box pixel (0 where it does not count)
 ):
     """With `accumulate`, colours are sum(alpha_i c_i) and alphas sum(alpha_i) (GaussianImage's
-    accumulated blending): no transmittance, no early stop, no background."""
+    accumulated blending): no transmittance, no early stop, no background. Every box pixel is
+    visited then, so the pass logs its alphas and the backward pass reads them back instead of
+    recomputing the footprint and the exponential."""
     n_runs = offsets.shape[0] - 1
     depth = colors.shape[1]
     has_bg = backgrounds.shape[0] > 0
@@ -134,14 +149,18 @@ def composite_forward(
                 dy, row_term, b_dy = _row_terms(my, py, b, c)
                 row = (py - y_lo) * tw - x_lo
                 if accumulate:  # no transmittance, nothing finishes: a lighter loop
+                    cell = log_offsets[e] + (py - y0) * (x1 - x0) - x0
                     for px in range(x0, x1):
+                        alpha_log[cell + px] = 0.0  # overwritten below where the pixel counts
                         dx = mx - (np.float32(px) + HALF)
                         sigma = half_a * dx * dx + row_term + b_dy * dx
                         if sigma < 0 or sigma > sigma_max:
                             continue
-                        alpha = min(ALPHA_MAX, op * math.exp(-sigma))
+                        raw = op * math.exp(-sigma)
+                        alpha = min(ALPHA_MAX, raw)
                         if alpha < ALPHA_MIN:
                             continue
+                        alpha_log[cell + px] = raw
                         p = row + px
                         for k in range(depth):
                             acc[p, k] += alpha * colors[g, k]
@@ -202,6 +221,8 @@ def composite_backward(
     v_alphas,  # [I, H, W] gradient of the rendered alphas
     slots,  # [n_isects, 8 + D] out, zeros: per-intersection gradients, columns SLOT_* below
     accumulate,  # as in composite_forward
+    log_offsets,  # as in composite_forward
+    alpha_log,  # written by composite_forward
 ):
     n_runs = offsets.shape[0] - 1
     depth = colors.shape[1]
@@ -244,6 +265,32 @@ def composite_backward(
             for py in range(y0, y1):
                 dy, row_term, b_dy = _row_terms(my, py, b, c)
                 row = (py - y_lo) * tw - x_lo
+                if accumulate:  # the forward pass logged every box pixel's o * exp(-sigma)
+                    cell = log_offsets[e] + (py - y0) * (x1 - x0) - x0
+                    for px in range(x0, x1):
+                        raw = alpha_log[cell + px]
+                        if raw == 0:
+                            continue
+                        p = row + px
+                        alpha = min(ALPHA_MAX, raw)
+                        v_alpha = q[p]
+                        for k in range(depth):
+                            g_col[k] += alpha * vcol[p, k]
+                            v_alpha += vcol[p, k] * colors[g, k]
+                        if raw <= ALPHA_MAX:  # the 0.999 clamp passes no gradient
+                            dx = mx - (np.float32(px) + HALF)
+                            v_sigma = -raw * v_alpha
+                            gx = v_sigma * (a * dx + b_dy)
+                            gy = v_sigma * (b * dx + c * dy)
+                            g_mx += gx
+                            g_my += gy
+                            g_absx += abs(gx)
+                            g_absy += abs(gy)
+                            g_a += HALF * dx * dx * v_sigma
+                            g_b += dx * dy * v_sigma
+                            g_c += HALF * dy * dy * v_sigma
+                            g_op += raw / op * v_alpha
+                    continue
                 for px in range(x0, x1):
                     p = row + px
                     if last[p] < e:
@@ -257,21 +304,15 @@ def composite_backward(
                     alpha = min(ALPHA_MAX, raw)
                     if alpha < ALPHA_MIN:
                         continue
-                    if accumulate:
-                        v_alpha = q[p]
-                        for k in range(depth):
-                            g_col[k] += alpha * vcol[p, k]
-                            v_alpha += vcol[p, k] * colors[g, k]
-                    else:
-                        ra = ONE / (ONE - alpha)
-                        trans[p] *= ra
-                        w = alpha * trans[p]
-                        v_alpha = q[p] * ra
-                        for k in range(depth):
-                            ck = colors[g, k]
-                            g_col[k] += w * vcol[p, k]
-                            v_alpha += vcol[p, k] * (ck * trans[p] - after[p, k] * ra)
-                            after[p, k] += ck * w
+                    ra = ONE / (ONE - alpha)
+                    trans[p] *= ra
+                    w = alpha * trans[p]
+                    v_alpha = q[p] * ra
+                    for k in range(depth):
+                        ck = colors[g, k]
+                        g_col[k] += w * vcol[p, k]
+                        v_alpha += vcol[p, k] * (ck * trans[p] - after[p, k] * ra)
+                        after[p, k] += ck * w
                     if raw <= ALPHA_MAX:  # the 0.999 clamp passes no gradient
                         v_sigma = -raw * v_alpha
                         gx = v_sigma * (a * dx + b * dy)

@@ -40,10 +40,17 @@ class _CompositeCPU(torch.autograd.Function):
         out_colors = np.empty((n_images, height, width, depth), np.float32)
         out_alphas = np.empty((n_images, height, width), np.float32)
         last_ids = np.empty((n_images, height, width), np.int32)
+        geometry = (width, height, tile_size, tile_width, tile_height, offsets, fids)
+        log_offsets, alpha_log = np.zeros(1, np.int64), np.zeros(1, np.float32)
+        if accumulate:  # summed blending logs its alphas for the backward pass (see the kernels)
+            sizes = np.empty(fids.shape[0], np.int64)
+            kernels_cpu.footprint_sizes(*arrays[:2], arrays[3], *geometry, sizes)
+            log_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            alpha_log = np.empty(int(sizes.sum()), np.float32)
         kernels_cpu.composite_forward(
-            *arrays, width, height, tile_size, tile_width, tile_height, offsets, fids,
-            out_colors, out_alphas, last_ids, accumulate,
+            *arrays, *geometry, out_colors, out_alphas, last_ids, accumulate, log_offsets, alpha_log,
         )
+        ctx.log = (log_offsets, alpha_log)
         ctx.arrays, ctx.offsets, ctx.fids = arrays, offsets, fids
         ctx.geometry = (width, height, tile_size, tile_width, tile_height)
         ctx.out_alphas, ctx.last_ids = out_alphas, last_ids
@@ -62,7 +69,7 @@ class _CompositeCPU(torch.autograd.Function):
         kernels_cpu.composite_backward(
             means2d_np, conics_np, colors_np, opac_np, bg, *ctx.geometry, ctx.offsets, ctx.fids,
             ctx.out_alphas, ctx.last_ids, _np32(v_render_colors), _np32(v_render_alphas[..., 0]),
-            slots, ctx.accumulate,
+            slots, ctx.accumulate, *ctx.log,
         )
         sums = np.zeros_like(slots, shape=(m, slots.shape[1]))
         kernels_cpu.sum_slots(ctx.fids, slots, sums)
