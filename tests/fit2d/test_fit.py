@@ -132,3 +132,15 @@ def test_missing_file_and_pixel_limit(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "big.png"), "--max-pixels", "1000", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "1,000" in err or "1000" in err
+
+
+def test_arrays_of_other_layouts_are_converted_and_bad_ones_refused():
+    grey = np.full((10, 12), 0.5, np.float32)
+    assert fit_image(grey, num_gaussians=4, steps=1, progress=False).render.shape == (10, 12, 3)
+    rgba = np.full((10, 12, 4), 200, np.uint8)
+    assert fit_image(rgba, num_gaussians=4, steps=1, progress=False).render.shape == (10, 12, 3)
+    for bad, message in [(np.zeros((0, 5, 3), np.float32), "image must be"),
+                         (np.zeros((4, 4, 2), np.float32), "image must be"),
+                         (np.full((8, 8, 3), np.nan, np.float32), "NaN")]:
+        with pytest.raises(SplatforgeError, match=message):
+            fit_image(bad, num_gaussians=4, steps=1, progress=False)

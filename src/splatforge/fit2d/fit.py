@@ -111,6 +111,23 @@ def _initial_gaussians(image: Tensor, cfg: FitConfig, gen: torch.Generator) -> G
     )
 
 
+def _as_rgb(image: np.ndarray | Tensor) -> Tensor:
+    """[H, W, 3] float32 in [0, 1] from an array: grey [H, W] or [H, W, 1] is repeated, RGBA loses
+    its alpha, uint8 is scaled; anything else, or non-finite values, is a clear error."""
+    raw = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image)
+    if raw.dtype == np.uint8:
+        raw = raw.astype(np.float32) / 255.0
+    if raw.ndim == 2:
+        raw = raw[..., None]
+    if raw.ndim != 3 or raw.shape[-1] not in (1, 3, 4) or raw.shape[0] < 1 or raw.shape[1] < 1:
+        raise SplatforgeError(f"image must be [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], got {raw.shape}")
+    rgb = np.repeat(raw, 3, axis=-1) if raw.shape[-1] == 1 else raw[..., :3]
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    if not np.isfinite(rgb).all():
+        raise SplatforgeError("image holds NaN or inf values")
+    return torch.from_numpy(rgb)
+
+
 def _loss(render: Tensor, target: Tensor, kind: str) -> Tensor:
     if kind == "l2":
         return F.mse_loss(render, target)
@@ -178,10 +195,7 @@ def fit_image(
     cfg.validate()
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image, max_pixels=cfg.max_pixels)
-    target = torch.as_tensor(np.asarray(image, dtype=np.float32) if not isinstance(image, Tensor) else image)
-    target = target.detach().to(torch.float32)
-    if target.ndim != 3 or target.shape[-1] != 3 or target.shape[0] < 1 or target.shape[1] < 1:
-        raise SplatforgeError(f"image must be [H, W, 3], got {tuple(target.shape)}")
+    target = _as_rgb(image)
     height, width, _ = target.shape
     if height * width > cfg.max_pixels:
         raise SplatforgeError(f"image has {height * width:,} pixels, over the limit of {cfg.max_pixels:,} (raise max_pixels)")
