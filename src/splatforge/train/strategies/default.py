@@ -1,0 +1,127 @@
+"""The default densification strategy of INRIA 3DGS / gsplat: clone, split, prune, reset opacity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict
+
+import torch
+
+from .ops import Optimizers, Params, duplicate, remove, reset_opacities, split
+
+
+@dataclass
+class DefaultStrategy:
+    """Adaptive density control with gsplat 1.5.3's documented defaults.
+
+    Every `refine_every` steps between `refine_start_iter` and `refine_stop_iter`, Gaussians whose
+    mean screen-space gradient exceeds `grow_grad2d` are cloned when small (max scale <=
+    `grow_scale3d` x scene scale) and split in two when large; then Gaussians with opacity below
+    `prune_opa` (and, after the first reset, larger than `prune_scale3d` x scene scale, or whose
+    screen radius exceeds `prune_scale2d` of the image while 2D refinement runs) are removed. Every
+    `reset_every` steps opacities are clamped to 2 x `prune_opa`. (gsplat 1.5.3 writes that test as
+    `step % reset_every == 0 & step > 0`, which Python reads as `... == (0 & step) > 0`, so its reset
+    never runs; this one does.)
+    """
+
+    prune_opa: float = 0.005  # prune Gaussians with opacity below this
+    grow_grad2d: float = 0.0002  # grow Gaussians whose mean image-plane gradient is above this
+    grow_scale3d: float = 0.01  # below this max scale (x scene scale) grow by cloning, above by splitting
+    grow_scale2d: float = 0.05  # split Gaussians whose screen radius (x image size) is above this
+    prune_scale3d: float = 0.1  # prune Gaussians larger than this (x scene scale), after the first reset
+    prune_scale2d: float = 0.15  # prune Gaussians whose screen radius (x image size) is above this
+    refine_scale2d_stop_iter: int = 0  # use the 2D scale rules until this step (0: never)
+    refine_start_iter: int = 500  # first step that refines
+    refine_stop_iter: int = 15_000  # refine before this step only
+    reset_every: int = 3000  # clamp opacities every this many steps
+    refine_every: int = 100  # refine every this many steps
+    pause_refine_after_reset: int = 0  # no refining for this many steps after a reset
+    absgrad: bool = False  # use absolute screen-space gradients (then raise grow_grad2d, e.g. 0.0008)
+    key_for_gradient: str = "means2d"
+
+    def initialize_state(self, scene_scale: float = 1.0) -> Dict[str, Any]:
+        return {"grad2d": None, "count": None, "radii": None, "scene_scale": scene_scale}
+
+    def step_pre_backward(self, params: Params, optimizers: Optimizers, state: Dict[str, Any], step: int,
+                          info: Dict[str, Any]) -> None:
+        """Keep the screen-space gradient that the refinement reads after backward."""
+        info[self.key_for_gradient].retain_grad()
+
+    @torch.no_grad()
+    def step_post_backward(self, params: Params, optimizers: Optimizers, state: Dict[str, Any], step: int,
+                           info: Dict[str, Any], packed: bool = False) -> Dict[str, int]:
+        """Accumulate statistics, and refine or reset when the step says so; returns the counts."""
+        counts = {"duplicated": 0, "split": 0, "pruned": 0, "reset": 0}
+        if step < self.refine_stop_iter:
+            self._update_state(params, state, info, packed)
+            if (step > self.refine_start_iter and step % self.refine_every == 0
+                    and step % self.reset_every >= self.pause_refine_after_reset):
+                counts.update(self._grow(params, optimizers, state, step))
+                counts["pruned"] = self._prune(params, optimizers, state, step)
+                state["grad2d"].zero_()
+                state["count"].zero_()
+                if state["radii"] is not None:
+                    state["radii"].zero_()
+        if step > 0 and step % self.reset_every == 0:
+            reset_opacities(params, optimizers, value=self.prune_opa * 2.0)
+            counts["reset"] = 1
+        return counts
+
+    def _update_state(self, params: Params, state: Dict[str, Any], info: Dict[str, Any], packed: bool) -> None:
+        means2d = info[self.key_for_gradient]
+        grads = means2d.absgrad if self.absgrad else means2d.grad
+        if grads is None:
+            raise RuntimeError(f"{self.key_for_gradient} has no gradient: call step_pre_backward before backward"
+                               + (" and render with absgrad=True" if self.absgrad else ""))
+        grads = grads.clone()
+        # to normalized device coordinates, as gsplat, so grow_grad2d means the same thing
+        grads[..., 0] *= info["width"] / 2.0 * info["n_cameras"]
+        grads[..., 1] *= info["height"] / 2.0 * info["n_cameras"]
+        n = params["means"].shape[0]
+        device = grads.device
+        if state["grad2d"] is None:
+            state["grad2d"] = torch.zeros(n, device=device)
+            state["count"] = torch.zeros(n, device=device)
+        if self.refine_scale2d_stop_iter > 0 and state["radii"] is None:
+            state["radii"] = torch.zeros(n, device=device)
+        if packed:
+            ids = info["gaussian_ids"]
+            radii = info["radii"].max(dim=-1).values
+        else:
+            visible = (info["radii"] > 0).all(dim=-1)  # [..., C, N]
+            ids = visible.nonzero()[:, -1]
+            grads = grads[visible]
+            radii = info["radii"][visible].max(dim=-1).values
+        state["grad2d"].index_add_(0, ids, grads.norm(dim=-1))
+        state["count"].index_add_(0, ids, torch.ones_like(ids, dtype=torch.float32))
+        if self.refine_scale2d_stop_iter > 0:
+            state["radii"][ids] = torch.maximum(state["radii"][ids],
+                                                radii / float(max(info["width"], info["height"])))
+
+    def _grow(self, params: Params, optimizers: Optimizers, state: Dict[str, Any], step: int) -> Dict[str, int]:
+        grads = state["grad2d"] / state["count"].clamp_min(1)
+        high = grads > self.grow_grad2d
+        small = torch.exp(params["scales"]).max(dim=-1).values <= self.grow_scale3d * state["scene_scale"]
+        to_clone = high & small
+        to_split = high & ~small
+        if step < self.refine_scale2d_stop_iter:
+            to_split |= state["radii"] > self.grow_scale2d
+        n_clone, n_split = int(to_clone.sum()), int(to_split.sum())
+        if n_clone:
+            duplicate(params, optimizers, to_clone, state)
+            to_split = torch.cat([to_split, torch.zeros(n_clone, dtype=torch.bool, device=to_split.device)])
+        if n_split:
+            split(params, optimizers, to_split, state)
+        return {"duplicated": n_clone, "split": n_split}
+
+    def _prune(self, params: Params, optimizers: Optimizers, state: Dict[str, Any], step: int) -> int:
+        prune = torch.sigmoid(params["opacities"].flatten()) < self.prune_opa
+        if step > self.reset_every:
+            too_big = torch.exp(params["scales"]).max(dim=-1).values > self.prune_scale3d * state["scene_scale"]
+            if step < self.refine_scale2d_stop_iter:
+                too_big |= state["radii"] > self.prune_scale2d
+            prune |= too_big
+        n_prune = int(prune.sum())
+        if n_prune:
+            remove(params, optimizers, prune, state)
+        return n_prune
