@@ -114,3 +114,42 @@ def test_default_strategy_packed_and_absgrad_inputs():
             "n_cameras": 1, "gaussian_ids": torch.tensor([2, 0, 1])}
     counts = strategy.step_post_backward(params, opts, state, 1, info, packed=True)
     assert counts["duplicated"] == 1  # Gaussian 2, small, high absolute gradient
+
+
+def test_relocation_values_preserve_the_rendered_opacity():
+    from splatforge.train.strategies.mcmc import relocation_values
+
+    o = torch.tensor([0.3, 0.8, 0.5, 0.99], dtype=torch.float64)
+    s = torch.ones(4, 3, dtype=torch.float64)
+    n = torch.tensor([1, 2, 5, 3])
+    new_o, new_s = relocation_values(o, s, n)
+    torch.testing.assert_close(1 - (1 - new_o) ** n.double(), o)  # n copies stack to the original opacity
+    torch.testing.assert_close(new_o[0], o[0])
+    torch.testing.assert_close(new_s[0], s[0])  # one copy: unchanged
+    assert bool((new_s[1:] < 1).all()) and bool((new_s[1:] > 0).all())
+
+
+def test_mcmc_relocates_dead_grows_to_cap_and_keeps_optimizers():
+    from splatforge.train.strategies import MCMCStrategy
+
+    params, opts = make(n=20)
+    params["opacities"].data[:5] = -10.0  # dead
+    params["opacities"].data[5:] = 1.0
+    strategy = MCMCStrategy(refine_start_iter=0, refine_every=10, cap_max=22)
+    state = strategy.initialize_state(seed=1)
+    means_before = params["means"].detach().clone()
+    counts = strategy.step_post_backward(params, opts, state, step=10, info={}, lr=1e-4)
+    assert counts == {"relocated": 5, "added": 1}
+    check_consistent(params, opts)
+    assert params["means"].shape[0] == 21
+    assert float(torch.sigmoid(params["opacities"].detach()).min()) > strategy.min_opacity
+    counts = strategy.step_post_backward(params, opts, state, step=20, info={}, lr=1e-4)
+    assert counts["added"] == 1 and params["means"].shape[0] == 22  # the cap
+    counts = strategy.step_post_backward(params, opts, state, step=30, info={}, lr=1e-4)
+    assert counts["added"] == 0
+    # noise: opaque Gaussians barely move (the gate), and nothing moves without a learning rate
+    opaque = params["means"].detach()[5:20]
+    assert float((opaque - means_before[5:20]).abs().max()) < 1e-3
+    fixed = params["means"].detach().clone()
+    strategy.step_post_backward(params, opts, state, step=31, info={}, lr=0.0)
+    assert torch.equal(params["means"].detach(), fixed)

@@ -125,3 +125,22 @@ def relocate(params: Params, optimizers: Optimizers, dead: Tensor, sampled: Tens
         return s
 
     update_params(params, optimizers, param_fn, state_fn)
+
+
+def sample_add(params: Params, optimizers: Optimizers, sampled: Tensor, new_opacity: Tensor,
+               new_log_scales: Tensor) -> None:
+    """MCMC growth: append copies of the `sampled` Gaussians (indices); sources and copies take
+    the given opacity logits and log scales. The copies start with zero optimizer state."""
+
+    def param_fn(name: str, p: Tensor) -> Tensor:
+        p = p.clone()
+        if name == "opacities":
+            p[sampled] = new_opacity
+        elif name == "scales":
+            p[sampled] = new_log_scales
+        return torch.cat([p, p[sampled]])
+
+    def state_fn(_: str, s: Tensor) -> Tensor:
+        return torch.cat([s, torch.zeros((len(sampled),) + s.shape[1:], dtype=s.dtype, device=s.device)])
+
+    update_params(params, optimizers, param_fn, state_fn)
