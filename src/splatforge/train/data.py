@@ -5,8 +5,8 @@
 photos are resized once and cached there), undistorts photos of distorted cameras, and holds out
 every 8th image by name (or the names in a test list) as the test set, as gsplat and INRIA do.
 
-`normalization` is a similarity transform (rotation, translation, uniform scale) that centres the
-cameras at the origin, scales them to unit radius and turns their average up direction to +z.
+`normalization` is a similarity transform (translation and uniform scale) that centres the
+cameras at the origin and scales them to unit radius.
 Training runs in that frame; `Capture.world_from_normalized` maps results back, so exported scenes
 line up with the user's own cameras and data.
 """
@@ -47,26 +47,18 @@ class Capture:
         return np.linalg.inv(self.normalization)
 
 
-def similarity_normalization(camera_centers: np.ndarray, viewmats: np.ndarray) -> np.ndarray:  # -> [4, 4]
-    """Centre the cameras at the origin, scale them to unit max radius, and rotate their mean up
-    direction (-y of OpenCV cameras) to +z."""
-    up = -np.mean([np.linalg.inv(v)[:3, 1] for v in viewmats], axis=0)
-    up = up / max(np.linalg.norm(up), 1e-12)
-    z = np.array([0.0, 0.0, 1.0])
-    axis = np.cross(up, z)
-    s, c = np.linalg.norm(axis), float(up @ z)
-    if s < 1e-9:
-        rot = np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
-    else:
-        k = axis / s
-        kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-        rot = np.eye(3) + s * kx + (1 - c) * kx @ kx  # Rodrigues: turns `up` onto +z
+def similarity_normalization(camera_centers: np.ndarray) -> np.ndarray:  # [C, 3] -> [4, 4]
+    """Translate the cameras' centroid to the origin and scale their largest distance from it to 1.
+
+    No rotation, on purpose: a rotated frame would force rotating every Gaussian's view-dependent
+    SH coefficients (Wigner matrices) when the scene is exported back to the capture's frame;
+    translation and uniform scale leave SH, quaternions and directions unchanged."""
     center = camera_centers.mean(axis=0)
     radius = np.linalg.norm(camera_centers - center, axis=1).max()
     scale = 1.0 / radius if radius > 0 else 1.0
     transform = np.eye(4)
-    transform[:3, :3] = scale * rot
-    transform[:3, 3] = -scale * rot @ center
+    transform[:3, :3] *= scale
+    transform[:3, 3] = -scale * center
     return transform
 
 
@@ -114,7 +106,7 @@ def load_capture(
     model = read_colmap_model(root)
     viewmats = np.stack([im.viewmat for im in model.images])
     centers = np.stack([np.linalg.inv(v)[:3, 3] for v in viewmats])
-    norm = similarity_normalization(centers, viewmats) if normalize else np.eye(4)
+    norm = similarity_normalization(centers) if normalize else np.eye(4)
     world_from_norm = np.linalg.inv(norm)
     test_names = set(test_list) if test_list is not None else None
     if test_names is not None:
