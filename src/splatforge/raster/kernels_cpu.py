@@ -72,6 +72,13 @@ def _row_terms(my, py, b, c):
 
 
 @numba.njit(cache=True, inline="always")
+def _sigma_grads(v_sigma, dx, dy, a, b, c):
+    """d loss / d (mean x, mean y, conic a, b, c) of one pixel, given d loss / d sigma."""
+    return (v_sigma * (a * dx + b * dy), v_sigma * (b * dx + c * dy),
+            HALF * dx * dx * v_sigma, dx * dy * v_sigma, HALF * dy * dy * v_sigma)
+
+
+@numba.njit(cache=True, inline="always")
 def _tile_bounds(run, tile_size, tile_width, tile_height, width, height):
     n_tiles = tile_width * tile_height
     image = run // n_tiles
@@ -279,16 +286,9 @@ def composite_backward(
                             v_alpha += vcol[p, k] * colors[g, k]
                         if raw <= ALPHA_MAX:  # the 0.999 clamp passes no gradient
                             dx = mx - (np.float32(px) + HALF)
-                            v_sigma = -raw * v_alpha
-                            gx = v_sigma * (a * dx + b_dy)
-                            gy = v_sigma * (b * dx + c * dy)
-                            g_mx += gx
-                            g_my += gy
-                            g_absx += abs(gx)
-                            g_absy += abs(gy)
-                            g_a += HALF * dx * dx * v_sigma
-                            g_b += dx * dy * v_sigma
-                            g_c += HALF * dy * dy * v_sigma
+                            gx, gy, ga, gb, gc = _sigma_grads(-raw * v_alpha, dx, dy, a, b, c)
+                            g_mx, g_my, g_absx, g_absy = g_mx + gx, g_my + gy, g_absx + abs(gx), g_absy + abs(gy)
+                            g_a, g_b, g_c = g_a + ga, g_b + gb, g_c + gc
                             g_op += raw / op * v_alpha
                     continue
                 for px in range(x0, x1):
@@ -314,16 +314,9 @@ def composite_backward(
                         v_alpha += vcol[p, k] * (ck * trans[p] - after[p, k] * ra)
                         after[p, k] += ck * w
                     if raw <= ALPHA_MAX:  # the 0.999 clamp passes no gradient
-                        v_sigma = -raw * v_alpha
-                        gx = v_sigma * (a * dx + b * dy)
-                        gy = v_sigma * (b * dx + c * dy)
-                        g_mx += gx
-                        g_my += gy
-                        g_absx += abs(gx)
-                        g_absy += abs(gy)
-                        g_a += HALF * dx * dx * v_sigma
-                        g_b += dx * dy * v_sigma
-                        g_c += HALF * dy * dy * v_sigma
+                        gx, gy, ga, gb, gc = _sigma_grads(-raw * v_alpha, dx, dy, a, b, c)
+                        g_mx, g_my, g_absx, g_absy = g_mx + gx, g_my + gy, g_absx + abs(gx), g_absy + abs(gy)
+                        g_a, g_b, g_c = g_a + ga, g_b + gb, g_c + gc
                         g_op += gauss * v_alpha
             slots[e, SLOT_MEAN2D] = g_mx
             slots[e, SLOT_MEAN2D + 1] = g_my
