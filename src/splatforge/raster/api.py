@@ -213,9 +213,6 @@ def rasterization(
                 f"N={n}, C={c}, K >= {k_needed}, got {tuple(colors.shape)}"
             )
     depth_channels = render_mode in ("D", "ED")
-    d_out = 1 if depth_channels else colors.shape[-1] + (1 if render_mode in ("RGB+D", "RGB+ED") else 0)
-    if sh_degree is not None and not depth_channels:
-        d_out = 3 + (1 if "+" in render_mode else 0)
     if backgrounds is not None:
         d_bg = 3 if sh_degree is not None else colors.shape[-1]
         _expect("backgrounds", backgrounds, batch_dims + (c, d_bg), "[..., C, D]")
@@ -237,18 +234,18 @@ def rasterization(
     opac = opacities[..., None, :].expand(batch_dims + (c, n))
     if proj.compensations is not None:
         opac = opac * proj.compensations
-    if sh_degree is None:
+    if depth_channels:  # depth alone: the colours (and their SH) are never evaluated
+        feats = depths[..., None]
+        if backgrounds is not None:
+            backgrounds = torch.zeros(batch_dims + (c, 1), dtype=backgrounds.dtype, device=backgrounds.device)
+    elif sh_degree is None:
         feats = colors if per_camera else colors[..., None, :, :].expand(batch_dims + (c, n, colors.shape[-1]))
     else:
         campos = torch.linalg.inv(viewmats)[..., :3, 3]  # [..., C, 3]
         dirs = means[..., None, :, :] - campos[..., :, None, :]  # [..., C, N, 3]
         coeffs = colors if per_camera else colors[..., None, :, :, :].expand(batch_dims + (c,) + colors.shape[-3:])
         feats = torch.clamp_min(eval_sh(sh_degree, dirs, coeffs) + 0.5, 0.0)
-    if depth_channels:
-        feats = depths[..., None]
-        if backgrounds is not None:
-            backgrounds = torch.zeros(batch_dims + (c, 1), dtype=backgrounds.dtype, device=backgrounds.device)
-    elif render_mode in ("RGB+D", "RGB+ED"):
+    if render_mode in ("RGB+D", "RGB+ED"):
         feats = torch.cat([feats, depths[..., None]], dim=-1)
         if backgrounds is not None:
             backgrounds = torch.cat([backgrounds, torch.zeros_like(backgrounds[..., :1])], dim=-1)
@@ -267,7 +264,7 @@ def rasterization(
         depths = depths.reshape(-1)[sel]
         conics = conics.reshape(-1, 3)[sel]
         opac = opac.reshape(-1)[sel]
-        feats = feats.reshape(-1, d_out)[sel]
+        feats = feats.reshape(-1, feats.shape[-1])[sel]
         meta.update(batch_ids=b_ids, camera_ids=cam_ids, gaussian_ids=g_ids)
     meta.update(radii=radii, means2d=means2d, depths=depths, conics=conics, opacities=opac)
 
