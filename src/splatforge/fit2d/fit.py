@@ -22,6 +22,10 @@ from ..errors import SplatforgeError
 from .model import BLENDS, FIELDS, Gaussians2D, render_gaussians_2d
 
 LOSSES = ("l2", "l1", "l1+ssim")
+# How new Gaussians (initial or densified) start, per blend: with "sum" overlapping Gaussians add
+# up, so their colours start at half the image's and their opacity at 0.5; with "alpha" at 0.88.
+START_COLOR_FACTOR = {"alpha": 1.0, "sum": 0.5}
+START_OPACITY_LOGIT = {"alpha": 2.0, "sum": 0.0}
 
 
 @dataclass
@@ -98,15 +102,12 @@ def _initial_gaussians(image: Tensor, cfg: FitConfig, gen: torch.Generator) -> G
     else:
         spacing = torch.full((1,), float(max(height, width)))
     sigma_px = torch.clamp(cfg.init_scale * spacing, min=0.5, max=0.25 * max(height, width))
-    if cfg.blend == "sum":
-        # overlapping Gaussians add up: start with colours that roughly sum to the image
-        colors = colors * 0.5
     return Gaussians2D(
         means=pixels / height,
         log_scales=torch.log(sigma_px / height)[:, None].repeat(1, 2),
         rotations=torch.rand(n, generator=gen) * math.pi,
-        colors=colors.clone(),
-        opacity_logits=torch.full((n,), 2.0 if cfg.blend == "alpha" else 0.0),
+        colors=colors * START_COLOR_FACTOR[cfg.blend],
+        opacity_logits=torch.full((n,), START_OPACITY_LOGIT[cfg.blend]),
         depths=torch.rand(n, generator=gen),
     )
 
@@ -155,8 +156,8 @@ def _densify(params: dict[str, Tensor], optimizer: torch.optim.Adam, error: Tens
         sigma = torch.full((k,), 1.0 / height)
         new = {
             "means": pixels / height, "log_scales": torch.log(sigma)[:, None].repeat(1, 2),
-            "rotations": torch.zeros(k), "colors": image[py, px] * (0.5 if cfg.blend == "sum" else 1.0),
-            "opacity_logits": torch.full((k,), 2.0 if cfg.blend == "alpha" else 0.0),
+            "rotations": torch.zeros(k), "colors": image[py, px] * START_COLOR_FACTOR[cfg.blend],
+            "opacity_logits": torch.full((k,), START_OPACITY_LOGIT[cfg.blend]),
         }
         for group in optimizer.param_groups:
             p = group["params"][0]
