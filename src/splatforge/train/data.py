@@ -72,19 +72,17 @@ def _image_folder(root: Path, downscale: int) -> tuple[Path, bool]:
 
 def _read_photo(root: Path, name: str, downscale: int, max_pixels: int | None) -> np.ndarray:
     folder, resize = _image_folder(root, downscale)
-    path = folder / name
-    if not resize:
-        if not path.is_file():
-            raise SplatforgeError(f"{path}: listed in the COLMAP model but missing on disk")
-        return load_image(path, max_pixels=max_pixels)
     cached = root / f"images_{downscale}_cache" / (name + ".png")
-    if cached.is_file():
+    if resize and cached.is_file():
         return load_image(cached, max_pixels=max_pixels)
+    path = folder / name
     if not path.is_file():
         raise SplatforgeError(f"{path}: listed in the COLMAP model but missing on disk")
-    full = load_image(path, max_pixels=max_pixels)
-    h, w = full.shape[:2]
-    small = Image.fromarray((full * 255 + 0.5).astype(np.uint8)).resize(
+    photo = load_image(path, max_pixels=max_pixels)
+    if not resize:
+        return photo
+    h, w = photo.shape[:2]
+    small = Image.fromarray((photo * 255 + 0.5).astype(np.uint8)).resize(
         (max(1, round(w / downscale)), max(1, round(h / downscale))), Image.LANCZOS)
     cached.parent.mkdir(parents=True, exist_ok=True)
     small.save(cached)
