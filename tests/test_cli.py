@@ -26,7 +26,7 @@ def test_render_writes_one_png_per_camera_and_prints_timing(tmp_path, capsys):
     assert "400 Gaussians" in out and "ms per view" in out
     from PIL import Image
 
-    images = sorted((tmp_path / "out").glob("view_*.png"))
+    images = sorted((tmp_path / "out" / "frames").glob("view_*.png"))
     assert len(images) == 2
     pixels = np.asarray(Image.open(images[0]))
     assert pixels.shape == (48, 64, 3) and pixels.max() > 50

@@ -46,6 +46,10 @@ class Capture:
     def world_from_normalized(self) -> np.ndarray:
         return np.linalg.inv(self.normalization)
 
+    def model_viewmats(self) -> np.ndarray:  # [C, 4, 4]
+        """World-to-camera matrices of every image, in the capture's own frame."""
+        return np.stack([im.viewmat for im in self.model.images])
+
 
 def similarity_normalization(camera_centers: np.ndarray) -> np.ndarray:  # [C, 3] -> [4, 4]
     """Translate the cameras' centroid to the origin and scale their largest distance from it to 1.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -49,9 +49,13 @@ class TrainConfig:
     shN_lr: float = 2.5e-3 / 20
     background: tuple = (0.0, 0.0, 0.0)  # colour behind the Gaussians
     strategy: str = "default"  # "default" or "mcmc"
+    cap_max: int = 1_000_000  # mcmc: the most Gaussians it grows to
     absgrad: bool = False
     antialiased: bool = False
     seed: int = 42
+
+
+SCENE_SCALE = 1.0  # the capture is normalized to unit camera radius
 
 
 @dataclass
@@ -93,8 +97,10 @@ def _stack(views: list[View]):
 
 
 @torch.no_grad()
-def evaluate(params, views: list[View], cfg: TrainConfig, sh_degree: int) -> dict:
-    """Mean PSNR and SSIM over `views` (all of one size)."""
+def evaluate(params, views: list[View], cfg: TrainConfig, sh_degree: int,
+             on_view: Optional[Callable[[View, torch.Tensor, torch.Tensor], None]] = None) -> dict:
+    """Mean PSNR and SSIM over `views` (all of one size); `on_view(view, render, target)` sees each
+    [H, W, 3] render (clamped to [0, 1]) and its photo."""
     if not views:
         return {}
     bg = torch.tensor(cfg.background, dtype=torch.float32)
@@ -105,69 +111,178 @@ def evaluate(params, views: list[View], cfg: TrainConfig, sh_degree: int) -> dic
         rgb = rgb.clamp(0, 1)
         scores_psnr.append(psnr(rgb, target))
         scores_ssim.append(float(ssim(rgb, target)))
+        if on_view is not None:
+            on_view(view, rgb[0], target[0])
     return {"psnr": float(np.mean(scores_psnr)), "ssim": float(np.mean(scores_ssim))}
+
+
+def _strategy_for(cfg: TrainConfig):
+    if cfg.strategy == "default":
+        strategy = DefaultStrategy(absgrad=cfg.absgrad)
+        return strategy, strategy.initialize_state(scene_scale=1.0, seed=cfg.seed)
+    if cfg.strategy == "mcmc":
+        strategy = MCMCStrategy(cap_max=cfg.cap_max)
+        return strategy, strategy.initialize_state(seed=cfg.seed)
+    raise SplatforgeError(f"strategy must be 'default' or 'mcmc', got {cfg.strategy!r}")
+
+
+def _pack_state(value: Any) -> Any:
+    """A strategy state with its torch.Generators turned into their byte states (picklable)."""
+    if isinstance(value, torch.Generator):
+        return {"__generator__": value.get_state()}
+    if isinstance(value, dict):
+        return {k: _pack_state(v) for k, v in value.items()}
+    return value.clone() if torch.is_tensor(value) else value
+
+
+def _unpack_state(value: Any) -> Any:
+    if isinstance(value, dict) and "__generator__" in value:
+        gen = torch.Generator()
+        gen.set_state(value["__generator__"])
+        return gen
+    if isinstance(value, dict):
+        return {k: _unpack_state(v) for k, v in value.items()}
+    return value
+
+
+class Trainer:
+    """One training run's state (parameters, optimizers, strategy, random streams, step) and the
+    step that advances it. `state_dict()` / `load_state_dict()` capture all of it, so a run
+    resumed from a checkpoint takes exactly the steps the uninterrupted run would have taken."""
+
+    def __init__(self, capture: Capture, config: Optional[TrainConfig] = None):
+        self.capture = capture
+        self.cfg = cfg = config or TrainConfig()
+        if not capture.train:
+            raise SplatforgeError("the capture has no training views")
+        self.strategy, self.strategy_state = _strategy_for(cfg)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        init = _initial_gaussians(capture, cfg, self.generator)
+        self.params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in init.as_dict().items()})
+        self._build_optimizers()
+        self.step = 0
+        self.history: list[dict] = []
+        self.viewmats, self.ks, self.images = _stack(capture.train)
+        self.background = torch.tensor(cfg.background, dtype=torch.float32)
+
+    def _build_optimizers(self) -> None:
+        cfg = self.cfg
+        rates = {"means": cfg.means_lr * SCENE_SCALE, "scales": cfg.scales_lr, "quats": cfg.quats_lr,
+                 "opacities": cfg.opacities_lr, "sh0": cfg.sh0_lr, "shN": cfg.shN_lr}
+        batch = max(1, cfg.batch_size)
+        self.optimizers = {k: torch.optim.Adam([self.params[k]], lr=lr * math.sqrt(batch),
+                                               eps=1e-15 / math.sqrt(batch))
+                           for k, lr in rates.items()}
+
+    @property
+    def sh_degree(self) -> int:
+        return min(self.step // self.cfg.sh_degree_interval, self.cfg.sh_degree)
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.params["means"].shape[0])
+
+    def means_lr(self) -> float:
+        """gsplat's schedule: the means' rate decays exponentially to 1% at max_steps."""
+        batch = max(1, self.cfg.batch_size)
+        decay = 0.01 ** (min(self.step, self.cfg.max_steps) / max(self.cfg.max_steps, 1))
+        return self.cfg.means_lr * SCENE_SCALE * math.sqrt(batch) * decay
+
+    def train_step(self) -> dict:
+        """One optimizer step on a batch of training views; returns its record (step, loss, psnr,
+        count). Raises SplatforgeError, before touching the parameters, if the loss is not finite."""
+        cfg = self.cfg
+        step = self.step
+        for group in self.optimizers["means"].param_groups:
+            group["lr"] = self.means_lr()
+        idx = torch.randint(0, len(self.capture.train), (max(1, cfg.batch_size),), generator=self.generator)
+        height, width = self.images.shape[1:3]
+        try:
+            rgb, _, info = _render(self.params, self.viewmats[idx], self.ks[idx], width, height, self.sh_degree,
+                                   cfg, self.background)
+        except ValueError as exc:  # the rasterizer refuses NaN and inf parameters
+            if "non-finite" not in str(exc):
+                raise
+            raise SplatforgeError(f"training diverged at step {step}: {exc}; stopping") from None
+        target = self.images[idx]
+        l1 = F.l1_loss(rgb, target)
+        loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1.0 - ssim(rgb, target))
+        if not torch.isfinite(loss):
+            raise SplatforgeError(f"the loss became {float(loss)} at step {step}; stopping (the parameters "
+                                  "are left as they were after the previous step)")
+        self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, info)
+        loss.backward()
+        for opt in self.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if cfg.strategy == "default":
+            self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, info,
+                                             packed=False)
+        else:
+            self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, info,
+                                             lr=self.optimizers["means"].param_groups[0]["lr"])
+        self.step += 1
+        record = {"step": self.step, "loss": float(loss.detach()), "psnr": psnr(rgb.detach().clamp(0, 1), target),
+                  "count": self.num_gaussians}
+        self.history.append(record)
+        return record
+
+    def evaluate(self, views: Optional[list[View]] = None, on_view=None) -> dict:
+        return evaluate(self.params, self.capture.test if views is None else views, self.cfg, self.sh_degree,
+                        on_view)
+
+    def gaussians(self) -> Gaussians:
+        """The current scene (normalized frame, pre-activation), detached."""
+        return Gaussians(**{k: v.detach().clone() for k, v in self.params.items()})
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "config": asdict(self.cfg),
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "strategy_state": _pack_state(self.strategy_state),
+            "generator": self.generator.get_state(),
+            "history": list(self.history),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("step", "params", "optimizers", "strategy_state", "generator"):
+            if key not in state:
+                raise SplatforgeError(f"not a splatforge training checkpoint: no {key!r}")
+        self.params = torch.nn.ParameterDict({k: torch.nn.Parameter(v.clone()) for k, v in state["params"].items()})
+        self._build_optimizers()
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.strategy_state = _unpack_state(state["strategy_state"])
+        self.generator.set_state(state["generator"])
+        self.step = int(state["step"])
+        self.history = list(state.get("history", []))
 
 
 def train_scene(capture: Capture, config: Optional[TrainConfig] = None,
                 callback: Optional[Callable[[int, dict], None]] = None, **overrides: Any) -> TrainResult:
-    """Train Gaussians on `capture.train`; evaluate on `capture.test` at the end."""
+    """Train Gaussians on `capture.train` for max_steps; evaluate on `capture.test` at the end.
+    (`splatforge.train.run.run_training` adds checkpoints, budgets and output files.)"""
     cfg = config or TrainConfig()
     if overrides:
-        cfg = TrainConfig(**{**cfg.__dict__, **overrides})
-    if cfg.strategy not in ("default", "mcmc"):
-        raise SplatforgeError(f"strategy must be 'default' or 'mcmc', got {cfg.strategy!r}")
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    init = _initial_gaussians(capture, cfg, gen)
-    params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in init.as_dict().items()})
-    scene_scale = 1.0  # the capture is normalized to unit camera radius
-    rates = {"means": cfg.means_lr * scene_scale, "scales": cfg.scales_lr, "quats": cfg.quats_lr,
-             "opacities": cfg.opacities_lr, "sh0": cfg.sh0_lr, "shN": cfg.shN_lr}
-    batch = max(1, cfg.batch_size)
-    optimizers = {k: torch.optim.Adam([params[k]], lr=lr * math.sqrt(batch), eps=1e-15 / math.sqrt(batch))
-                  for k, lr in rates.items()}
-    decay = 0.01 ** (1.0 / max(cfg.max_steps, 1))
-    strategy = DefaultStrategy(absgrad=cfg.absgrad) if cfg.strategy == "default" else MCMCStrategy()
-    state = (strategy.initialize_state(scene_scale=scene_scale) if cfg.strategy == "default"
-             else strategy.initialize_state(seed=cfg.seed))
-    viewmats, ks, images = _stack(capture.train)
-    height, width = images.shape[1:3]
-    bg = torch.tensor(cfg.background, dtype=torch.float32)
-    history = []
+        cfg = replace(cfg, **overrides)
+    trainer = Trainer(capture, cfg)
     start = time.perf_counter()
-    for step in range(cfg.max_steps):
-        idx = torch.randint(0, len(capture.train), (batch,), generator=gen)
-        sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)
-        rgb, _, info = _render(params, viewmats[idx], ks[idx], width, height, sh_degree, cfg, bg)
-        target = images[idx]
-        l1 = F.l1_loss(rgb, target)
-        loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1.0 - ssim(rgb, target))
-        if not torch.isfinite(loss):
-            raise SplatforgeError(f"the loss became {float(loss)} at step {step}; stopping")
-        strategy.step_pre_backward(params, optimizers, state, step, info)
-        loss.backward()
-        for opt in optimizers.values():
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        for group in optimizers["means"].param_groups:
-            group["lr"] *= decay
-        if cfg.strategy == "default":
-            strategy.step_post_backward(params, optimizers, state, step, info, packed=False)
-        else:
-            strategy.step_post_backward(params, optimizers, state, step, info,
-                                        lr=optimizers["means"].param_groups[0]["lr"])
-        record = {"step": step, "loss": float(loss.detach()), "count": params["means"].shape[0],
-                  "seconds": time.perf_counter() - start}
-        history.append(record)
+    while trainer.step < cfg.max_steps:
+        record = trainer.train_step()
+        record["seconds"] = time.perf_counter() - start
         if callback is not None:
-            callback(step, record)
-    seconds = time.perf_counter() - start
-    final_degree = min(max(cfg.max_steps - 1, 0) // cfg.sh_degree_interval, cfg.sh_degree)
-    metrics = {"test": evaluate(params, capture.test, cfg, final_degree), "count": params["means"].shape[0],
-               "seconds": seconds, "steps": cfg.max_steps,
-               "steps_per_second": cfg.max_steps / seconds if seconds > 0 else None}
-    gaussians = Gaussians(**{k: v.detach() for k, v in params.items()})
-    return TrainResult(gaussians, metrics, history)
+            callback(trainer.step, record)
+    return trainer_result(trainer, time.perf_counter() - start)
+
+
+def trainer_result(trainer: Trainer, seconds: float, steps: Optional[int] = None) -> TrainResult:
+    """The trainer's scene and test figures; `steps` taken in `seconds` (default: all of them)."""
+    steps = trainer.step if steps is None else steps
+    metrics = {"test": trainer.evaluate(), "count": trainer.num_gaussians, "seconds": seconds,
+               "steps": trainer.step, "steps_per_second": steps / seconds if seconds > 0 else None}
+    return TrainResult(trainer.gaussians(), metrics, trainer.history)
 
 
 def to_capture_frame(gaussians: Gaussians, normalization: np.ndarray) -> Gaussians:
@@ -178,6 +293,16 @@ def to_capture_frame(gaussians: Gaussians, normalization: np.ndarray) -> Gaussia
     out = gaussians.clone()
     out.means = (gaussians.means - shift) / scale
     out.scales = gaussians.scales - math.log(scale)
+    return out
+
+
+def from_capture_frame(gaussians: Gaussians, normalization: np.ndarray) -> Gaussians:
+    """The inverse of `to_capture_frame`: a scene in the capture's frame, in the training frame."""
+    scale = float(np.cbrt(np.linalg.det(normalization[:3, :3])))
+    shift = torch.from_numpy(normalization[:3, 3]).to(gaussians.means)
+    out = gaussians.clone()
+    out.means = gaussians.means * scale + shift
+    out.scales = gaussians.scales + math.log(scale)
     return out
 
 

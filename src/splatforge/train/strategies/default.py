@@ -39,8 +39,10 @@ class DefaultStrategy:
     absgrad: bool = False  # use absolute screen-space gradients (then raise grow_grad2d, e.g. 0.0008)
     key_for_gradient: str = "means2d"
 
-    def initialize_state(self, scene_scale: float = 1.0) -> Dict[str, Any]:
-        return {"grad2d": None, "count": None, "radii": None, "scene_scale": scene_scale}
+    def initialize_state(self, scene_scale: float = 1.0, seed: int = 0) -> Dict[str, Any]:
+        """`generator` draws the split samples, so a run (and a resumed one) is reproducible."""
+        return {"grad2d": None, "count": None, "radii": None, "scene_scale": scene_scale,
+                "generator": torch.Generator().manual_seed(seed)}
 
     def step_pre_backward(self, params: Params, optimizers: Optimizers, state: Dict[str, Any], step: int,
                           info: Dict[str, Any]) -> None:
@@ -111,7 +113,7 @@ class DefaultStrategy:
             duplicate(params, optimizers, to_clone, state)
             to_split = torch.cat([to_split, torch.zeros(n_clone, dtype=torch.bool, device=to_split.device)])
         if n_split:
-            split(params, optimizers, to_split, state)
+            split(params, optimizers, to_split, state, generator=state.get("generator"))
         return {"duplicated": n_clone, "split": n_split}
 
     def _prune(self, params: Params, optimizers: Optimizers, state: Dict[str, Any], step: int) -> int:

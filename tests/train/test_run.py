@@ -1,0 +1,164 @@
+"""run_training: output files, exact resume after an interruption, SIGKILL survival, the time budget,
+and a non-finite loss that stops the run keeping the last good checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+pytest.importorskip("pycolmap")
+
+from splatforge.errors import SplatforgeError  # noqa: E402
+from splatforge.io.ply import read_ply  # noqa: E402
+from splatforge.train.data import load_capture  # noqa: E402
+from splatforge.train.run import RunOptions, newest_checkpoint, run_training  # noqa: E402
+from splatforge.train.trainer import TrainConfig  # noqa: E402
+
+from .test_trainer import tiny_capture  # noqa: E402
+
+CFG = TrainConfig(max_steps=24, sh_degree=1, sh_degree_interval=10, init_opacity=0.5)
+# refinement inside the run, so resume must carry the strategy's running sums and its generator
+DENSIFY = dict(refine_start_iter=4, refine_every=6, reset_every=12, grow_grad2d=1e-5)
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    root, *_ = tiny_capture(tmp_path_factory.mktemp("cap"))
+    return root, load_capture(root)
+
+
+class Stop(Exception):
+    pass
+
+
+def _with_dense_strategy(monkeypatch):
+    from splatforge.train import trainer as trainer_module
+    from splatforge.train.strategies import DefaultStrategy
+
+    monkeypatch.setattr(trainer_module, "DefaultStrategy", lambda absgrad=False: DefaultStrategy(
+        absgrad=absgrad, **DENSIFY))
+
+
+@pytest.mark.parametrize("strategy", ["default", "mcmc"])
+def test_resume_after_interruption_matches_an_uninterrupted_run(capture, tmp_path, monkeypatch, strategy):
+    _with_dense_strategy(monkeypatch)
+    _, cap = capture
+    cfg = TrainConfig(**{**CFG.__dict__, "strategy": strategy})
+    opts = RunOptions(checkpoint_every=5, progress=False, renders=False)
+    straight = run_training(cap, tmp_path / "a", cfg, opts)
+
+    def interrupt(trainer, record):
+        if trainer.step == 13:  # 3 steps after the checkpoint at 10: those are lost
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_training(cap, tmp_path / "b", cfg, opts, on_step=interrupt)
+    path, state = newest_checkpoint(tmp_path / "b" / "ckpts")
+    assert state["step"] == 10
+    resumed = run_training(cap, tmp_path / "b", cfg, RunOptions(**{**opts.__dict__, "resume": True}))
+    assert resumed.metrics["steps"] == straight.metrics["steps"] == 24
+    for name in ("means", "scales", "quats", "opacities", "sh0", "shN"):
+        a, b = getattr(straight.gaussians, name), getattr(resumed.gaussians, name)
+        assert a.shape == b.shape, name
+        assert torch.equal(a, b), name
+
+
+def test_outputs_are_written(capture, tmp_path):
+    _, cap = capture
+    out = tmp_path / "run"
+    result = run_training(cap, out, CFG, RunOptions(eval_every=12, progress=False))
+    for rel in ("config.json", "metrics.json", "point_cloud.ply", "plots/training.png", "stats/train.json",
+                "stats/val_step0000012.json", "stats/val_step0000024.json"):
+        assert (out / rel).is_file(), rel
+    stats = json.loads((out / "stats/val_step0000024.json").read_text())
+    assert {"psnr", "ssim", "num_gaussians", "elapsed_seconds", "peak_memory_mb", "step"} <= set(stats)
+    assert len(list((out / "renders").glob("val_step0000024_*.png"))) == len(cap.test)
+    assert len(read_ply(out / "point_cloud.ply")) == result.metrics["num_gaussians"]
+    history = json.loads((out / "stats/train.json").read_text())["history"]
+    assert [r["step"] for r in history] == list(range(1, 25))
+    assert "lpips" in result.metrics
+
+
+def test_a_second_fresh_run_into_a_used_folder_is_refused(capture, tmp_path):
+    _, cap = capture
+    run_training(cap, tmp_path / "run", TrainConfig(max_steps=2), RunOptions(progress=False, renders=False))
+    with pytest.raises(SplatforgeError, match="resume"):
+        run_training(cap, tmp_path / "run", TrainConfig(max_steps=2), RunOptions(progress=False))
+
+
+def test_time_budget_stops_and_still_exports(capture, tmp_path):
+    _, cap = capture
+    result = run_training(cap, tmp_path / "run", TrainConfig(max_steps=100_000),
+                          RunOptions(max_seconds=1.0, progress=False, renders=False))
+    assert 0 < result.metrics["steps"] < 100_000
+    assert (tmp_path / "run" / "point_cloud.ply").is_file()
+    assert newest_checkpoint(tmp_path / "run" / "ckpts")[1]["step"] == result.metrics["steps"]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(capture, tmp_path):
+    _, cap = capture
+
+    def poison(trainer, record):
+        if trainer.step == 7:
+            with torch.no_grad():
+                trainer.params["sh0"][:] = float("nan")
+
+    with pytest.raises(SplatforgeError, match="diverged at step 7.*colors holds"):
+        run_training(cap, tmp_path / "run", CFG, RunOptions(checkpoint_every=5, progress=False), on_step=poison)
+    _, state = newest_checkpoint(tmp_path / "run" / "ckpts")
+    assert state["step"] == 5
+    assert all(torch.isfinite(v).all() for v in state["params"].values())
+    resumed = run_training(cap, tmp_path / "run", CFG, RunOptions(resume=True, progress=False, renders=False))
+    assert resumed.metrics["steps"] == CFG.max_steps
+
+
+def test_a_nan_loss_is_a_clear_error(capture, tmp_path, monkeypatch):
+    from splatforge.train import trainer as trainer_module
+
+    _, cap = capture
+    monkeypatch.setattr(trainer_module, "ssim", lambda a, b: torch.tensor(float("inf")))
+    with pytest.raises(SplatforgeError, match="loss became -inf at step 0"):
+        run_training(cap, tmp_path / "run", CFG, RunOptions(progress=False))
+    assert not list((tmp_path / "run" / "ckpts").glob("*.pt"))
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(capture, tmp_path):
+    _, cap = capture
+    out = tmp_path / "run"
+    run_training(cap, out, TrainConfig(max_steps=10), RunOptions(checkpoint_every=5, progress=False, renders=False))
+    newest = sorted((out / "ckpts").glob("ckpt_*.pt"))[-1]
+    newest.write_bytes(newest.read_bytes()[:100])
+    path, state = newest_checkpoint(out / "ckpts")
+    assert state["step"] == 5 and path != newest
+
+
+def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(capture, tmp_path):
+    root, cap = capture
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "splatforge.cli", "train", str(root), "-o", str(out), "--max-steps", "100000",
+           "--checkpoint-every", "20", "--no-progress", "--sh-degree", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and len(list((out / "ckpts").glob("ckpt_*.pt"))) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    path, state = newest_checkpoint(out / "ckpts")
+    assert state["step"] >= 20 and state["step"] % 20 == 0
+    done = subprocess.run(cmd[:7] + ["--max-steps", str(state["step"] + 5), "--resume", "--no-progress",
+                                     "--sh-degree", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed from {path}" in done.stdout
+    assert json.loads((out / "metrics.json").read_text())["steps"] == state["step"] + 5
