@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..core.sh import eval_sh
+from .sh_cpu import sh_colors
 from . import backend_gsplat
 from .pixels import rasterize_to_pixels
 from .project import covariances, project_gaussians
@@ -32,7 +33,11 @@ def _expect(name: str, t: Optional[Tensor], shape: Tuple, what: str) -> None:
 
 def _check_finite(**tensors: Optional[Tensor]) -> None:
     for name, t in tensors.items():
-        if t is not None and not bool(torch.isfinite(t).all()):
+        # one reduction first: a finite sum means every element is finite (it is NaN or inf otherwise,
+        # or on overflow, which the exact check below sorts out)
+        if t is None or bool(torch.isfinite(t.detach().sum())):
+            continue
+        if not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
             raise ValueError(f"{name} holds {bad} non-finite values (NaN or inf); rasterization needs finite inputs")
 
@@ -243,8 +248,11 @@ def rasterization(
     else:
         campos = torch.linalg.inv(viewmats)[..., :3, 3]  # [..., C, 3]
         dirs = means[..., None, :, :] - campos[..., :, None, :]  # [..., C, N, 3]
-        coeffs = colors if per_camera else colors[..., None, :, :, :].expand(batch_dims + (c,) + colors.shape[-3:])
-        feats = torch.clamp_min(eval_sh(sh_degree, dirs, coeffs) + 0.5, 0.0)
+        if chosen == "cpu" and not batch_dims and not per_camera:  # fused Numba SH, forward and backward
+            feats = torch.clamp_min(sh_colors(sh_degree, dirs, colors) + 0.5, 0.0)
+        else:
+            coeffs = colors if per_camera else colors[..., None, :, :, :].expand(batch_dims + (c,) + colors.shape[-3:])
+            feats = torch.clamp_min(eval_sh(sh_degree, dirs, coeffs) + 0.5, 0.0)
     if render_mode in ("RGB+D", "RGB+ED"):
         feats = torch.cat([feats, depths[..., None]], dim=-1)
         if backgrounds is not None:

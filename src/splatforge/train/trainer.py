@@ -170,8 +170,9 @@ class Trainer:
         rates = {"means": cfg.means_lr * SCENE_SCALE, "scales": cfg.scales_lr, "quats": cfg.quats_lr,
                  "opacities": cfg.opacities_lr, "sh0": cfg.sh0_lr, "shN": cfg.shN_lr}
         batch = max(1, cfg.batch_size)
+        # fused: one kernel per tensor instead of a dozen elementwise passes (CPU and CUDA alike)
         self.optimizers = {k: torch.optim.Adam([self.params[k]], lr=lr * math.sqrt(batch),
-                                               eps=1e-15 / math.sqrt(batch))
+                                               eps=1e-15 / math.sqrt(batch), fused=True)
                            for k, lr in rates.items()}
 
     @property
