@@ -33,8 +33,9 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: tuple = ()
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif isinstance(default, tuple):
             parser.add_argument(flag, dest=f.name, type=_parse_floats, default=default, help=text)
-        elif default is None:
-            parser.add_argument(flag, dest=f.name, type=float, default=None, help=text)
+        elif default is None:  # Optional[...]: the annotation (a string under postponed evaluation) says which
+            kind = int if "int" in str(f.type) else float if "float" in str(f.type) else str
+            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=text)
         else:
             parser.add_argument(flag, dest=f.name, type=type(default), default=default, help=text)
 

@@ -151,7 +151,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         shutil.rmtree(train_dir)
     from .train.trainer import TrainConfig
 
-    cfg = TrainConfig(**DEMO_TRAIN, max_steps=args.max_steps, seed=args.seed)
+    cfg = TrainConfig(**{**DEMO_TRAIN, "seed": args.seed,
+                         **({"max_steps": args.max_steps} if args.max_steps is not None else {})})
     result = run_training(capture, train_dir, cfg, RunOptions(max_seconds=args.max_seconds,
                                                               eval_every=args.eval_every, progress=not args.quiet))
     _report_run(train_dir, result.metrics)
@@ -180,9 +181,11 @@ def _frames(gaussians, viewmats, ks, width, height):
             yield rgb[0].clamp(0, 1).numpy()
 
 
-# The demo trains a 256x256 capture for a few minutes: gsplat's recipe with its schedule compressed
-# to the short run (refinement every 100 steps from step 200, opacity reset off).
-DEMO_TRAIN = dict(sh_degree=3, sh_degree_interval=500)
+# The demo trains a 256x256 capture for a few minutes: gsplat's recipe with its step schedule
+# compressed about tenfold to fit the short run (refine from step 200 every 100 steps until 2,500, an
+# opacity reset at 1,500, SH degree raised every 300 steps, means' rate decayed over 3,000 steps).
+DEMO_TRAIN = dict(max_steps=3000, sh_degree_interval=300, refine_start_iter=200, refine_every=100,
+                  refine_stop_iter=2500, reset_every=1500)
 
 
 def _add_capture_args(p: argparse.ArgumentParser) -> None:
@@ -236,7 +239,7 @@ def register(sub) -> None:
     d.add_argument("--views", type=int, default=48)
     d.add_argument("--size", type=int, default=256, help="image width and height")
     d.add_argument("--max-seconds", type=float, default=150.0, help="training time budget")
-    d.add_argument("--max-steps", type=int, default=30_000)
+    d.add_argument("--max-steps", type=int, default=None, help=f"default {DEMO_TRAIN['max_steps']}")
     d.add_argument("--eval-every", type=int, default=0)
     d.add_argument("--orbit-frames", type=int, default=90)
     d.add_argument("--seed", type=int, default=0)

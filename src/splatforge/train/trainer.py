@@ -50,9 +50,14 @@ class TrainConfig:
     background: tuple = (0.0, 0.0, 0.0)  # colour behind the Gaussians
     strategy: str = "default"  # "default" or "mcmc"
     cap_max: int = 1_000_000  # mcmc: the most Gaussians it grows to
+    refine_start_iter: Optional[int] = None  # first refining step (default: the strategy's, 500)
+    refine_stop_iter: Optional[int] = None  # refine before this step only (default 15,000; mcmc 25,000)
+    refine_every: Optional[int] = None  # steps between refinements (default 100)
+    reset_every: Optional[int] = None  # default strategy: steps between opacity resets (default 3,000)
     absgrad: bool = False
     antialiased: bool = False
     seed: int = 42
+    backend: str = "auto"  # rasterizer backend: auto, cpu, torch (dense reference) or gsplat (CUDA)
 
 
 SCENE_SCALE = 1.0  # the capture is normalized to unit camera radius
@@ -72,6 +77,7 @@ def _render(params, view_viewmats, view_ks, width, height, sh_degree, cfg: Train
         opacities=torch.sigmoid(params["opacities"]), colors=colors, viewmats=view_viewmats, Ks=view_ks,
         width=width, height=height, sh_degree=sh_degree, backgrounds=bg.expand(view_viewmats.shape[0], 3),
         packed=False, absgrad=cfg.absgrad, rasterize_mode="antialiased" if cfg.antialiased else "classic",
+        backend=cfg.backend,
     )
 
 
@@ -117,11 +123,16 @@ def evaluate(params, views: list[View], cfg: TrainConfig, sh_degree: int,
 
 
 def _strategy_for(cfg: TrainConfig):
+    """The strategy the config names, with gsplat's defaults where the config leaves a field None."""
+    schedule = {name: getattr(cfg, name) for name in ("refine_start_iter", "refine_stop_iter", "refine_every")
+                if getattr(cfg, name) is not None}
     if cfg.strategy == "default":
-        strategy = DefaultStrategy(absgrad=cfg.absgrad)
-        return strategy, strategy.initialize_state(scene_scale=1.0, seed=cfg.seed)
+        if cfg.reset_every is not None:
+            schedule["reset_every"] = cfg.reset_every
+        strategy = DefaultStrategy(absgrad=cfg.absgrad, **schedule)
+        return strategy, strategy.initialize_state(scene_scale=SCENE_SCALE, seed=cfg.seed)
     if cfg.strategy == "mcmc":
-        strategy = MCMCStrategy(cap_max=cfg.cap_max)
+        strategy = MCMCStrategy(cap_max=cfg.cap_max, **schedule)
         return strategy, strategy.initialize_state(seed=cfg.seed)
     raise SplatforgeError(f"strategy must be 'default' or 'mcmc', got {cfg.strategy!r}")
 
