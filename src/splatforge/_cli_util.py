@@ -24,7 +24,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: tuple = ()
         if "#" in rest and name.isidentifier():
             comments[name] = rest.split("#", 1)[1].strip()
     for f in fields(cls):
-        if f.name in skip:
+        if f.name in skip or f.default_factory is not MISSING:  # dicts and lists: Python API only
             continue
         default = f.default if f.default is not MISSING else None
         flag = "--" + f.name.replace("_", "-")

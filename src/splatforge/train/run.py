@@ -36,6 +36,7 @@ from ..core.images import save_image
 from ..errors import SplatforgeError
 from ..io.ply import write_ply
 from .data import Capture
+from .modules import build_modules
 from .trainer import TrainConfig, Trainer, TrainResult, to_capture_frame
 
 CHECKPOINT_GLOB = "ckpt_*.pt"
@@ -53,6 +54,9 @@ class RunOptions:
     resume: bool = False  # continue from the newest checkpoint in the output folder
     progress: bool = True  # show a progress bar
     renders: bool = True  # write test-view renders next to ground truth at each evaluation
+    viewer: bool = False  # show training live in a local viser viewer (see `splatforge view`)
+    viewer_port: int = 8080
+    viewer_every: int = 100  # steps between viewer refreshes
 
 
 def _peak_memory_mb() -> float:
@@ -182,6 +186,7 @@ def _resume(trainer: Trainer, out: Path, cfg: TrainConfig) -> None:
     if changed:
         print(f"resuming with the checkpoint's settings for {', '.join(changed)}")
     trainer.cfg = replace(saved, max_steps=cfg.max_steps)
+    trainer.modules = build_modules(trainer.cfg.modules, trainer.capture, trainer.cfg)
     trainer.load_state_dict(state)
     print(f"resumed from {path} at step {trainer.step}")
 
@@ -211,6 +216,13 @@ def run_training(capture: Capture, out_dir: str | os.PathLike, config: Optional[
         evaluations = [json.loads(p.read_text()) for p in sorted((out / "stats").glob("val_step*.json"))]
         evaluations = [e for e in evaluations if e.get("step", 0) <= trainer.step]
 
+    live = None
+    if opts.viewer:
+        from ..view.live import LiveViewer
+
+        live = LiveViewer(port=opts.viewer_port, every=opts.viewer_every)
+        print(f"live viewer: {live.url}")
+
     from tqdm import tqdm
 
     bar = tqdm(total=cfg.max_steps, initial=trainer.step, disable=not opts.progress, unit="step",
@@ -235,6 +247,9 @@ def run_training(capture: Capture, out_dir: str | os.PathLike, config: Optional[
                                 n=f"{record['count']:,}", sps=f"{1.0 / max(step_seconds, 1e-9):.1f}")
             if on_step is not None:
                 on_step(trainer, record)
+            if live is not None and live.due(trainer.step):  # the training frame (normalized), refreshed every N
+                live.update(trainer.step, trainer.gaussians(),
+                            {**record, "steps_per_second": 1.0 / max(step_seconds, 1e-9)})
             if opts.eval_every and trainer.step % opts.eval_every == 0 and trainer.step < cfg.max_steps:
                 evaluations.append(_evaluate_and_save(trainer, out, lpips, time.perf_counter() - start, opts.renders))
                 bar.write(f"step {trainer.step}: test PSNR {evaluations[-1]['psnr']:.2f} dB, "
@@ -245,6 +260,8 @@ def run_training(capture: Capture, out_dir: str | os.PathLike, config: Optional[
                 last_checkpoint = now
     finally:
         bar.close()
+        if live is not None:
+            live.close()
     seconds = time.perf_counter() - start
     save_checkpoint(trainer, out / "ckpts", opts.keep_checkpoints)
     final = _evaluate_and_save(trainer, out, lpips, seconds, opts.renders) if capture.test else {}
@@ -253,6 +270,8 @@ def run_training(capture: Capture, out_dir: str | os.PathLike, config: Optional[
     gaussians = trainer.gaussians()
     write_ply(out / "point_cloud.ply", to_capture_frame(gaussians, capture.normalization))
     _write_json(out / "stats" / "train.json", {"history": trainer.history})
+    for module in trainer.modules:
+        module.export(out / "modules" / module.name)
     plot_history(trainer.history, evaluations, out / "plots" / "training.png")
     steps = trainer.step - first_step
     metrics = {"test": final, "num_gaussians": trainer.num_gaussians, "steps": trainer.step,

@@ -25,6 +25,7 @@ from ..errors import SplatforgeError
 from ..io.ply import write_ply
 from ..raster import rasterization
 from .data import Capture, View
+from .modules import RenderBatch, build_modules
 from .strategies import DefaultStrategy, MCMCStrategy
 
 
@@ -58,6 +59,8 @@ class TrainConfig:
     antialiased: bool = False
     seed: int = 42
     backend: str = "auto"  # rasterizer backend: auto, cpu, torch (dense reference) or gsplat (CUDA)
+    modules: str = ""  # optimization modules, comma-separated (see splatforge.train.modules)
+    module_options: dict = field(default_factory=dict)  # {module name: {option: value}}
 
 
 SCENE_SCALE = 1.0  # the capture is normalized to unit camera radius
@@ -75,10 +78,25 @@ def _render(params, view_viewmats, view_ks, width, height, sh_degree, cfg: Train
     return rasterization(
         means=params["means"], quats=params["quats"], scales=torch.exp(params["scales"]),
         opacities=torch.sigmoid(params["opacities"]), colors=colors, viewmats=view_viewmats, Ks=view_ks,
-        width=width, height=height, sh_degree=sh_degree, backgrounds=bg.expand(view_viewmats.shape[0], 3),
+        width=width, height=height, sh_degree=sh_degree,
+        backgrounds=bg.expand(view_viewmats.shape[0], 3) if bg.dim() == 1 else bg,
         packed=False, absgrad=cfg.absgrad, rasterize_mode="antialiased" if cfg.antialiased else "classic",
         backend=cfg.backend,
     )
+
+
+def render_batch(params, viewmats, ks, width, height, sh_degree, cfg: TrainConfig, bg: torch.Tensor,
+                 modules: list, step: int, view_ids=None, names=(), training: bool = True):
+    """Render through the modules' hooks: (rgb, alpha, info, batch)."""
+    batch = RenderBatch(dict(params.items()), viewmats, ks, bg.expand(viewmats.shape[0], 3), view_ids,
+                        list(names), training)
+    for module in modules:
+        batch = module.before_render(batch, step)
+    rgb, alpha, info = _render(batch.params, batch.viewmats, batch.Ks, width, height, sh_degree, cfg,
+                               batch.background)
+    for module in modules:
+        rgb = module.after_render(batch, rgb, alpha, info, step)
+    return rgb, alpha, info, batch
 
 
 def _initial_gaussians(capture: Capture, cfg: TrainConfig, gen: torch.Generator) -> Gaussians:
@@ -104,16 +122,18 @@ def _stack(views: list[View]):
 
 @torch.no_grad()
 def evaluate(params, views: list[View], cfg: TrainConfig, sh_degree: int,
-             on_view: Optional[Callable[[View, torch.Tensor, torch.Tensor], None]] = None) -> dict:
+             on_view: Optional[Callable[[View, torch.Tensor, torch.Tensor], None]] = None,
+             modules: tuple = (), step: int = 0) -> dict:
     """Mean PSNR and SSIM over `views` (all of one size); `on_view(view, render, target)` sees each
-    [H, W, 3] render (clamped to [0, 1]) and its photo."""
+    [H, W, 3] render (clamped to [0, 1]) and its photo. Modules see the views as not training."""
     if not views:
         return {}
     bg = torch.tensor(cfg.background, dtype=torch.float32)
     scores_psnr, scores_ssim = [], []
     for view in views:
         vm, k, target = _stack([view])
-        rgb, _, _ = _render(params, vm, k, target.shape[2], target.shape[1], sh_degree, cfg, bg)
+        rgb, _, _, _ = render_batch(params, vm, k, target.shape[2], target.shape[1], sh_degree, cfg, bg,
+                                    list(modules), step, names=[view.name], training=False)
         rgb = rgb.clamp(0, 1)
         scores_psnr.append(psnr(rgb, target))
         scores_ssim.append(float(ssim(rgb, target)))
@@ -175,6 +195,7 @@ class Trainer:
         self.history: list[dict] = []
         self.viewmats, self.ks, self.images = _stack(capture.train)
         self.background = torch.tensor(cfg.background, dtype=torch.float32)
+        self.modules = build_modules(cfg.modules, capture, cfg)
 
     def _build_optimizers(self) -> None:
         cfg = self.cfg
@@ -209,9 +230,11 @@ class Trainer:
             group["lr"] = self.means_lr()
         idx = torch.randint(0, len(self.capture.train), (max(1, cfg.batch_size),), generator=self.generator)
         height, width = self.images.shape[1:3]
+        names = [self.capture.train[i].name for i in idx.tolist()]
         try:
-            rgb, _, info = _render(self.params, self.viewmats[idx], self.ks[idx], width, height, self.sh_degree,
-                                   cfg, self.background)
+            rgb, _, info, batch = render_batch(self.params, self.viewmats[idx], self.ks[idx], width, height,
+                                               self.sh_degree, cfg, self.background, self.modules, step,
+                                               view_ids=idx, names=names)
         except ValueError as exc:  # the rasterizer refuses NaN and inf parameters
             if "non-finite" not in str(exc):
                 raise
@@ -219,6 +242,10 @@ class Trainer:
         target = self.images[idx]
         l1 = F.l1_loss(rgb, target)
         loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1.0 - ssim(rgb, target))
+        for module in self.modules:
+            extra = module.loss(batch, step)
+            if extra is not None:
+                loss = loss + extra
         if not torch.isfinite(loss):
             raise SplatforgeError(f"the loss became {float(loss)} at step {step}; stopping (the parameters "
                                   "are left as they were after the previous step)")
@@ -227,6 +254,11 @@ class Trainer:
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
+        for module in self.modules:
+            module.optimizer_step(step)
+            problem = module.check_finite()
+            if problem:
+                raise SplatforgeError(f"{problem} at step {step}; stopping")
         if cfg.strategy == "default":
             self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, info,
                                              packed=False)
@@ -241,7 +273,7 @@ class Trainer:
 
     def evaluate(self, views: Optional[list[View]] = None, on_view=None) -> dict:
         return evaluate(self.params, self.capture.test if views is None else views, self.cfg, self.sh_degree,
-                        on_view)
+                        on_view, self.modules, self.step)
 
     def gaussians(self) -> Gaussians:
         """The current scene (normalized frame, pre-activation), detached."""
@@ -256,6 +288,7 @@ class Trainer:
             "strategy_state": _pack_state(self.strategy_state),
             "generator": self.generator.get_state(),
             "history": list(self.history),
+            "modules": {m.name: m.state_dict() for m in self.modules},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -270,6 +303,11 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
+        saved_modules = state.get("modules", {})
+        for module in self.modules:
+            if module.name not in saved_modules:
+                raise SplatforgeError(f"the checkpoint has no state for module {module.name!r}")
+            module.load_state_dict(saved_modules[module.name])
 
 
 def train_scene(capture: Capture, config: Optional[TrainConfig] = None,
