@@ -1,0 +1,270 @@
+"""`SceneService`: the job store, the worker pool, webhooks and result expiry, behind the
+operations of the RunPod serverless API (run, status, cancel, retry, purge, health).
+
+The HTTP layer (`app.py`) only translates requests into these calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from splatforge.errors import SplatforgeError
+from splatforge.serve.fetch import UrlPolicy, UrlRefused, check_url, post_json
+from splatforge.serve.handler import ImageLimits, check_image_header, check_output_format, decode_base64_image, \
+    scene_output
+from splatforge.serve.jobs import Job, JobStore, result_dir
+from splatforge.serve.schemas import RunRequest
+from splatforge.serve.workers import ModelSpec, WorkerPool, WorkerSettings, scene_file_of
+
+log = logging.getLogger("splatforge.serve")
+
+
+@dataclass
+class ServeConfig:
+    """Everything `splatforge serve` can be told; defaults suit one CPU machine."""
+
+    data_dir: Path = Path("splatforge-serve")  # jobs.sqlite3 and results/ live here
+    workers: int = 1  # inference worker processes, each with its own copy of the model
+    max_queue: int = 64  # queued jobs accepted before /run answers 429
+    model: ModelSpec = field(default_factory=ModelSpec)
+    limits: ImageLimits = field(default_factory=ImageLimits)
+    url_policy: UrlPolicy = field(default_factory=UrlPolicy)  # for image_url and webhooks
+    execution_timeout_s: float = 600.0  # when the request's policy gives none
+    max_attempts: int = 3  # runs a job gets when workers crash or the server restarts mid-job
+    run_retention_s: float = 1800.0  # how long /run results are kept (RunPod: 30 min)
+    runsync_retention_s: float = 60.0  # how long /runsync results are kept (RunPod: 1 min)
+    inline_limit: int = 64 << 20  # larger scene files are given as a download URL, not base64
+    endpoint_id: Optional[str] = None  # if set, other endpoint ids in the path are 404
+    api_key: Optional[str] = None  # required as Bearer token when set
+    webhook_attempts: int = 3
+    webhook_backoff_s: float = 2.0
+    sweep_interval_s: float = 0.5
+
+
+class SceneService:
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.results_root = self.data_dir / "results"
+        self.results_root.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(self.data_dir / "jobs.sqlite3")
+        settings = WorkerSettings(model=config.model, limits=config.limits, url_policy=config.url_policy,
+                                  default_execution_timeout_s=config.execution_timeout_s,
+                                  max_attempts=config.max_attempts)
+        self.pool = WorkerPool(self.store, self.results_root, settings, workers=config.workers,
+                               on_terminal=self._on_terminal)
+        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._waiters_lock = threading.Lock()
+        self._webhook_wake = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError("this SceneService was already started; create one per server")
+        self._started = True
+        requeued, failed = self.store.recover(self.config.max_attempts)
+        if requeued or failed:
+            log.warning("recovered after a restart: %d interrupted jobs queued again, %d failed", requeued, failed)
+        known = set(self.store.status_of_all())
+        for path in self.results_root.iterdir():
+            if path.name not in known:
+                shutil.rmtree(path, ignore_errors=True)
+        self.pool.start()
+        for target, name in ((self._sweep_loop, "serve-sweeper"), (self._webhook_loop, "serve-webhooks")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._webhook_wake.set()
+        self.pool.stop()
+        for thread in self._threads:
+            thread.join(10)
+        self.store.close()
+
+    # ------------------------------------------------------------------ operations
+
+    def validate(self, request: RunRequest) -> None:
+        """Checks cheap enough to answer at submission (400), so most bad input never queues."""
+        job = request.input
+        check_output_format(job.output_format)
+        if job.image is not None:
+            check_image_header(decode_base64_image(job.image, self.config.limits), self.config.limits)
+        else:
+            _check_scheme(job.image_url, "input.image_url")
+        if request.webhook is not None:
+            _check_scheme(request.webhook, "webhook")
+
+    def submit(self, request: RunRequest, *, sync: bool) -> str:
+        self.validate(request)
+        policy = request.policy
+        job_id = self.store.submit(
+            request.input.model_dump(exclude_none=True), webhook=request.webhook,
+            execution_timeout_ms=policy.executionTimeout if policy else None,
+            ttl_ms=policy.ttl if policy else None,
+            retention_s=self.config.runsync_retention_s if sync else self.config.run_retention_s,
+            max_queue=self.config.max_queue, sync=sync)
+        self.pool.notify()
+        return job_id
+
+    def get(self, job_id: str) -> Optional[Job]:
+        return self.store.get(job_id)
+
+    def cancel(self, job_id: str) -> Optional[str]:
+        before = self.store.get(job_id)
+        if before is None:
+            return None
+        status = self.store.cancel(job_id)
+        if status == "CANCELLED" and not before.terminal:
+            if before.status == "IN_PROGRESS":
+                self.pool.abort(job_id, "cancelled")
+            self._on_terminal(job_id)
+        return status
+
+    def retry(self, job_id: str) -> Optional[str]:
+        job = self.store.get(job_id)
+        if job is None:
+            return None
+        if job.status not in ("FAILED", "TIMED_OUT"):
+            raise SplatforgeError(f"only FAILED or TIMED_OUT jobs can be retried; job {job_id} is {job.status}")
+        shutil.rmtree(result_dir(self.results_root, job_id), ignore_errors=True)
+        status = self.store.retry(job_id)
+        self.pool.notify()
+        return status
+
+    def purge_queue(self) -> int:
+        ids = self.store.purge_queue()
+        for job_id in ids:
+            self._on_terminal(job_id)
+        return len(ids)
+
+    def health(self) -> dict:
+        return {"jobs": self.store.counts(), "workers": self.pool.counts()}
+
+    def status_body(self, job: Job, base_url: str = "") -> dict:
+        """RunPod's status body for a job."""
+        body: dict = {"id": job.id, "status": job.status}
+        if job.started_at is not None:
+            body["delayTime"] = int(round((job.started_at - job.created_at) * 1000))
+            body["workerId"] = job.worker_id
+            if job.finished_at is not None:
+                body["executionTime"] = int(round((job.finished_at - job.started_at) * 1000))
+        if job.status == "COMPLETED":
+            scene = scene_file_of(self.results_root, job)
+            if scene is None:
+                body["error"] = "the result file is gone (expired or deleted)"
+            else:
+                url = f"{base_url}/results/{job.id}/{scene.path.name}"
+                body["output"] = scene_output(scene, inline_limit=self.config.inline_limit, url=url)
+        elif job.status in ("FAILED", "TIMED_OUT"):
+            body["error"] = job.error or job.status.lower()
+        return body
+
+    def result_path(self, job_id: str, filename: str) -> Path:
+        job = self.store.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        if job.status != "COMPLETED":
+            raise SplatforgeError(f"job {job_id} is {job.status}, so it has no result file")
+        scene = scene_file_of(self.results_root, job)
+        if scene is None or scene.path.name != filename:
+            raise KeyError(filename)
+        return scene.path
+
+    async def wait_terminal(self, job_id: str, timeout_s: float) -> None:
+        """Return when the job reaches a terminal status or after `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+        entry = (loop, event)
+        with self._waiters_lock:
+            self._waiters.setdefault(job_id, []).append(entry)
+        try:
+            job = self.store.get(job_id)
+            if job is None or job.terminal:
+                return
+            try:
+                await asyncio.wait_for(event.wait(), timeout=max(0.0, timeout_s))
+            except asyncio.TimeoutError:
+                pass
+        finally:
+            with self._waiters_lock:
+                waiters = self._waiters.get(job_id, [])
+                if entry in waiters:
+                    waiters.remove(entry)
+                if not waiters:
+                    self._waiters.pop(job_id, None)
+
+    # ------------------------------------------------------------------ background work
+
+    def _on_terminal(self, job_id: str) -> None:
+        with self._waiters_lock:
+            waiters = list(self._waiters.get(job_id, []))
+        for loop, event in waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop closed
+                pass
+        self._webhook_wake.set()
+
+    def _sweep_loop(self) -> None:
+        while not self._stopping.wait(self.config.sweep_interval_s):
+            try:
+                for job_id, previous in self.store.time_out_expired():
+                    if previous == "IN_PROGRESS":
+                        self.pool.abort(job_id, "ttl")
+                    self._on_terminal(job_id)
+                for job_id in self.store.delete_expired():
+                    shutil.rmtree(result_dir(self.results_root, job_id), ignore_errors=True)
+            except Exception:  # noqa: BLE001 - keep sweeping; a failure here must not stop the service
+                log.exception("expiry sweep failed")
+
+    def _webhook_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._webhook_wake.wait(1.0)
+            self._webhook_wake.clear()
+            try:
+                for job in self.store.pending_webhooks():
+                    if self._stopping.is_set():
+                        return
+                    self.store.mark_webhook(job.id, "sent" if self._deliver(job) else "failed")
+            except Exception:  # noqa: BLE001
+                log.exception("webhook delivery failed")
+
+    def _deliver(self, job: Job) -> bool:
+        body = self.status_body(job)
+        for attempt in range(self.config.webhook_attempts):
+            try:
+                status = post_json(job.webhook, body, self.config.url_policy)
+                if 200 <= status < 300:
+                    return True
+                log.warning("webhook for job %s answered HTTP %d", job.id, status)
+            except UrlRefused as err:
+                log.warning("webhook for job %s: %s", job.id, err)
+            if attempt + 1 < self.config.webhook_attempts and self._stopping.wait(
+                    self.config.webhook_backoff_s * (2 ** attempt)):
+                return False
+        return False
+
+
+def _check_scheme(url: str, name: str) -> None:
+    """Scheme and syntax only; addresses are checked when the URL is fetched, after DNS."""
+    try:
+        check_url(url, UrlPolicy(resolver=_no_resolve, allow=("0.0.0.0/0", "::/0")))
+    except UrlRefused as err:
+        raise SplatforgeError(f"{name}: {err}") from None
+
+
+def _no_resolve(host: str, port: int) -> list[str]:
+    return ["0.0.0.0"]
+
