@@ -17,3 +17,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -e ".[test]"
   echo "$want" > "$stamp"
 fi
+# With --test: Chromium, node packages and playwright for the tests that drive third-party splat
+# readers and the viewer in a real browser (a quick no-op once installed)
+if [ "${1:-}" = "--test" ]; then
+  bash scripts/setup_thirdparty.sh .venv
+fi

@@ -247,7 +247,7 @@ class Trainer:
             if extra is not None:
                 loss = loss + extra
         if not torch.isfinite(loss):
-            raise SplatforgeError(f"the loss became {float(loss)} at step {step}; stopping (the parameters "
+            raise SplatforgeError(f"the loss became {float(loss.detach())} at step {step}; stopping (the parameters "
                                   "are left as they were after the previous step)")
         self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, info)
         loss.backward()
