@@ -61,3 +61,17 @@ def test_train_cli_and_its_errors(demo, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x")]) == 2
     assert main(["eval", str(tmp_path / "none.ply"), str(demo / "capture")]) == 2
+
+
+def test_train_cli_with_modules_and_their_options(demo, tmp_path, capsys):
+    out = tmp_path / "mods"
+    assert main(["train", str(demo / "capture"), "-o", str(out), "--max-steps", "4", "--no-progress",
+                 "--modules", "background,bilateral", "--module-option", "bilateral.grid_width=4",
+                 "--module-option", "bilateral.grid_height=4", "--module-option", "background.lr=0.01"]) == 0
+    config = json.loads((out / "config.json").read_text())["train"]
+    assert config["modules"] == "background,bilateral"
+    assert config["module_options"]["bilateral"] == {"grid_width": 4, "grid_height": 4}
+    assert (out / "modules" / "background").exists()
+    assert main(["train", str(demo / "capture"), "-o", str(tmp_path / "bad"), "--modules", "pose",
+                 "--module-option", "nonsense"]) == 2
+    assert "MODULE.KEY=VALUE" in capsys.readouterr().err

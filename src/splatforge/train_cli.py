@@ -47,12 +47,36 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from .train.trainer import TrainConfig
 
     capture = _load_capture(args)
-    cfg = dataclass_from_args(TrainConfig, args)
+    cfg = dataclass_from_args(TrainConfig, args, module_options=_module_options(args.module_option))
     opts = dataclass_from_args(RunOptions, args)
     print(f"{len(capture.train)} training and {len(capture.test)} test views of "
           f"{capture.train[0].image.shape[1]}x{capture.train[0].image.shape[0]}, {len(capture.points):,} SfM points")
     result = run_training(capture, args.output, cfg, opts)
     _report_run(Path(args.output), result.metrics)
+
+
+def _module_options(items: list[str]) -> dict:
+    """["pose.lr=1e-3", "bilateral.grid_shape=8,8,4"] -> {"pose": {"lr": 0.001}, ...}: numbers, booleans,
+    comma-separated numbers (a list) or text."""
+    options: dict = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        module, dot, name = key.partition(".")
+        if not (sep and dot and module and name):
+            raise SplatforgeError(f"--module-option takes MODULE.KEY=VALUE, got {item!r}")
+        options.setdefault(module, {})[name] = _option_value(text)
+    return options
+
+
+def _option_value(text: str):
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    parts = text.split(",")
+    try:
+        numbers = [int(p) if p.strip().lstrip("-").isdigit() else float(p) for p in parts]
+    except ValueError:
+        return text
+    return numbers if len(parts) > 1 else numbers[0]
 
 
 def _report_run(out: Path, m: dict) -> None:
@@ -204,6 +228,8 @@ def register(sub) -> None:
     _add_capture_args(p)
     p.add_argument("-o", "--output", type=Path, default=Path("out/train"))
     add_dataclass_options(p, TrainConfig)
+    p.add_argument("--module-option", action="append", default=[], metavar="MODULE.KEY=VALUE",
+                   help="an option of an enabled module, e.g. pose.lr=1e-3 (repeatable)")
     add_dataclass_options(p, RunOptions)
     p.set_defaults(func=_cmd_train)
 

@@ -74,7 +74,7 @@ class TrainResult:
 
 
 def _render(params, view_viewmats, view_ks, width, height, sh_degree, cfg: TrainConfig, bg: torch.Tensor):
-    colors = torch.cat([params["sh0"], params["shN"]], dim=1)
+    colors = torch.cat([params["sh0"], params["shN"]], dim=-2)  # [N, K, 3], or per camera [B, N, K, 3]
     return rasterization(
         means=params["means"], quats=params["quats"], scales=torch.exp(params["scales"]),
         opacities=torch.sigmoid(params["opacities"]), colors=colors, viewmats=view_viewmats, Ks=view_ks,
@@ -89,7 +89,7 @@ def render_batch(params, viewmats, ks, width, height, sh_degree, cfg: TrainConfi
                  modules: list, step: int, view_ids=None, names=(), training: bool = True):
     """Render through the modules' hooks: (rgb, alpha, info, batch)."""
     batch = RenderBatch(dict(params.items()), viewmats, ks, bg.expand(viewmats.shape[0], 3), view_ids,
-                        list(names), training)
+                        list(names), training, extras={"sh_degree": sh_degree})
     for module in modules:
         batch = module.before_render(batch, step)
     rgb, alpha, info = _render(batch.params, batch.viewmats, batch.Ks, width, height, sh_degree, cfg,
