@@ -76,7 +76,7 @@ def _add_modules(sub) -> None:
         importlib.import_module(f"splatforge.{name}").register(sub)
 
 
-COMMAND_MODULES = ["train_cli", "view_cli", "serve_cli", "predict_cli"]
+COMMAND_MODULES = ["train_cli", "view_cli", "serve_cli", "predict_cli", "ship_cli"]
 COMMANDS: list[Callable] = [_add_info, _add_fit, _add_modules]
 
 

@@ -1,0 +1,153 @@
+"""Truncated, corrupt and hostile files: every reader raises FormatError, never crashes or hangs."""
+
+import gzip
+import io
+import json
+import struct
+import zipfile
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from splatforge.errors import FormatError, SplatforgeError
+from splatforge.io.formats.compressed_ply import read_compressed_ply, write_compressed_ply
+from splatforge.io.formats.sog import read_sog
+from splatforge.io.formats.splat import read_splat
+from splatforge.io.formats.spz import read_spz
+from splatforge.io.scene import load_scene, save_scene
+
+from .conftest import make_gaussians
+
+FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _valid_bytes(tmp_path, ext):
+    g = make_gaussians(40, sh_degree=1)
+    path = tmp_path / f"valid{ext}"
+    save_scene(g, path, **({"palette_size": 16} if ext == ".sog" else {}))
+    return path.read_bytes()
+
+
+def _read_or_format_error(path, reader):
+    try:
+        g = reader(path)
+    except FormatError:
+        return
+    assert len(g) >= 0  # a damaged file may still decode: then it is a valid scene
+
+
+@pytest.fixture(scope="module")
+def valid_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("valid")
+    return {ext: _valid_bytes(d, ext) for ext in (".splat", ".spz", ".compressed.ply", ".sog")}
+
+
+READERS = {".splat": read_splat, ".spz": read_spz, ".compressed.ply": read_compressed_ply, ".sog": read_sog}
+
+
+@pytest.mark.parametrize("ext", list(READERS))
+@FUZZ
+@given(data=st.binary(max_size=600))
+def test_random_bytes(tmp_path, ext, data):
+    path = tmp_path / f"r{ext}"
+    path.write_bytes(data)
+    _read_or_format_error(path, READERS[ext])
+
+
+@pytest.mark.parametrize("ext", list(READERS))
+@FUZZ
+@given(cut=st.floats(0.0, 0.999), flips=st.lists(st.tuples(st.floats(0, 0.999), st.integers(0, 7)), max_size=4))
+def test_truncated_and_bit_flipped(tmp_path, valid_files, ext, cut, flips):
+    data = bytearray(valid_files[ext])
+    for where, bit in flips:
+        data[int(where * len(data))] ^= 1 << bit
+    path = tmp_path / f"t{ext}"
+    path.write_bytes(bytes(data[: max(1, int(cut * len(data)))] if cut > 0 else data))
+    _read_or_format_error(path, READERS[ext])
+
+
+def test_splat_size_not_multiple_of_32(tmp_path):
+    (tmp_path / "a.splat").write_bytes(b"\0" * 33)
+    with pytest.raises(FormatError, match="multiple of 32"):
+        read_splat(tmp_path / "a.splat")
+
+
+def test_spz_lying_count_is_rejected_before_allocation(tmp_path):
+    header = struct.pack("<IIIBBBB", 0x5053474E, 3, 0xFFFFFFFF, 3, 12, 0, 0)
+    (tmp_path / "a.spz").write_bytes(gzip.compress(header + b"\0" * 100))
+    with pytest.raises(FormatError, match="declares"):
+        read_spz(tmp_path / "a.spz")
+
+
+def test_spz_gzip_bomb_is_not_inflated_past_the_declared_size(tmp_path):
+    header = struct.pack("<IIIBBBB", 0x5053474E, 3, 10, 0, 12, 0, 0)
+    bomb = gzip.compress(header + b"\0" * (200 << 20), compresslevel=9)  # 200 MB of zeros, ~200 KB
+    (tmp_path / "b.spz").write_bytes(bomb)
+    g = read_spz(tmp_path / "b.spz")  # reads its 10 Gaussians and ignores the rest
+    assert len(g) == 10
+
+
+def test_spz_garbage_gzip_and_bad_versions(tmp_path):
+    (tmp_path / "c.spz").write_bytes(b"\x1f\x8b" + b"garbage" * 10)
+    with pytest.raises(FormatError):
+        read_spz(tmp_path / "c.spz")
+    for version, match in ((1, "version 1"), (4, "zstd"), (99, "version 99")):
+        header = struct.pack("<IIIBBBB", 0x5053474E, version, 1, 0, 12, 0, 0)
+        (tmp_path / "d.spz").write_bytes(gzip.compress(header + b"\0" * 64))
+        with pytest.raises(FormatError, match=match):
+            read_spz(tmp_path / "d.spz")
+
+
+def test_compressed_ply_wrong_chunk_count(tmp_path):
+    write_compressed_ply(tmp_path / "a.ply", make_gaussians(300, 0))
+    data = (tmp_path / "a.ply").read_bytes().replace(b"element vertex 300", b"element vertex 600")
+    (tmp_path / "b.ply").write_bytes(data)
+    with pytest.raises(FormatError):
+        read_compressed_ply(tmp_path / "b.ply")
+
+
+def _sog_zip(tmp_path, meta, files):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("meta.json", json.dumps(meta))
+        for name, data in files.items():
+            zf.writestr(name, data)
+    path = tmp_path / "h.sog"
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_sog_hostile_meta(tmp_path, valid_files):
+    with zipfile.ZipFile(io.BytesIO(valid_files[".sog"])) as zf:
+        meta = json.loads(zf.read("meta.json"))
+        files = {n: zf.read(n) for n in zf.namelist() if n != "meta.json"}
+    for change, match in [
+        ({"count": 10**12}, "count"),
+        ({"version": 1}, "version"),
+        ({"means": {"mins": [0, 0], "maxs": [1, 1, 1], "files": meta["means"]["files"]}}, "means.mins"),
+        ({"scales": {"codebook": [float("nan")] * 256, "files": ["scales.webp"]}}, "scales.codebook"),
+        ({"quats": {"files": ["../../etc/passwd"]}}, "plain names"),
+        ({"count": 100000}, "texels"),
+    ]:
+        with pytest.raises(FormatError, match=match):
+            read_sog(_sog_zip(tmp_path, {**meta, **change}, files))
+
+
+def test_sog_zip_bomb_entry_is_cut_off(tmp_path, valid_files):
+    with zipfile.ZipFile(io.BytesIO(valid_files[".sog"])) as zf:
+        meta = json.loads(zf.read("meta.json"))
+        files = {n: zf.read(n) for n in zf.namelist() if n != "meta.json"}
+    files["quats.webp"] = b"\0" * (50 << 20)  # deflates to ~50 KB, inflates far past any 40-texel image
+    with pytest.raises(FormatError, match="zip bomb"):
+        read_sog(_sog_zip(tmp_path, meta, files))
+
+
+def test_load_scene_unknown_and_missing(tmp_path):
+    (tmp_path / "x.bin").write_bytes(b"hello world")
+    with pytest.raises(FormatError, match="unrecognized"):
+        load_scene(tmp_path / "x.bin")
+    with pytest.raises(SplatforgeError, match="no such"):
+        load_scene(tmp_path / "missing.ply")
+    with pytest.raises(SplatforgeError):
+        save_scene(make_gaussians(3, 0), tmp_path / "x.unknown")

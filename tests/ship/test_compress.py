@@ -1,0 +1,114 @@
+"""PLAS layout, k-means codebooks, SOG round trips, and the compress / convert commands."""
+
+import argparse
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from splatforge import ship_cli
+from splatforge.compress import PlasConfig, neighbour_distance, palette_kmeans, plas_order, quantize_1d
+from splatforge.compress.quality import compare_scenes
+from splatforge.compress.sog import SogConfig, encode_sog
+from splatforge.errors import SplatforgeError
+from splatforge.io.formats.sog import image_size, read_sog
+from splatforge.io.scene import load_scene, save_scene
+
+from .conftest import make_gaussians, quat_angle_error
+
+
+def test_plas_makes_neighbours_similar_and_is_a_permutation():
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(3000, 3)).astype(np.float32)
+    width, _ = image_size(3000)
+    order = plas_order(feats, width, PlasConfig(seed=1))
+    assert np.array_equal(np.sort(order), np.arange(3000))
+    random = neighbour_distance(feats, rng.permutation(3000), width)
+    assert neighbour_distance(feats, order, width) < 0.35 * random
+    assert np.array_equal(order, plas_order(feats, width, PlasConfig(seed=1)))  # deterministic
+
+
+def test_quantize_1d_bounds_outliers_and_exact_small_sets():
+    rng = np.random.default_rng(0)
+    v = np.concatenate([rng.normal(-5, 0.3, 20000), [3.0]])
+    cb = quantize_1d(v)
+    assert cb.shape == (256,) and np.all(np.diff(cb) >= 0)
+    err = np.abs(cb[np.abs(v[:, None] - cb[None]).argmin(1)] - v)
+    assert err.max() < (v.max() - v.min()) / 32 and err.mean() < 0.01
+    np.testing.assert_array_equal(quantize_1d(np.array([1.0, 2.0, 2.0]))[:2], [1.0, 2.0])
+
+
+def test_palette_kmeans_two_level_beats_random_palette():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(50, 9))
+    x = (centers[rng.integers(0, 50, 20000)] + rng.normal(0, 0.05, (20000, 9))).astype(np.float32)
+    palette, labels = palette_kmeans(x, 2048, iterations=4, coarse=16)
+    assert len(palette) <= 2048 and labels.max() < len(palette)
+    err = ((palette[labels] - x) ** 2).sum(1).mean()
+    assert err < 0.05 * 9 * 0.05**2 * 20  # far below the cluster noise's spread around random picks
+
+
+@pytest.mark.parametrize("degree", [0, 1, 3])
+@pytest.mark.parametrize("n", [0, 1, 300])
+def test_sog_round_trip_bundle_and_folder(tmp_path, n, degree):
+    g = make_gaussians(n, sh_degree=degree)
+    for target in (tmp_path / "a.sog", tmp_path / "folder"):
+        save_scene(g, target, format="sog", palette_size=64)
+        h = load_scene(target)
+        assert len(h) == n and h.sh_degree == degree
+    with zipfile.ZipFile(tmp_path / "a.sog") as zf:
+        meta = json.loads(zf.read("meta.json"))
+    assert meta["version"] == 2 and meta["count"] == n
+    assert len(meta["scales"]["codebook"]) == 256 and ("shN" in meta) == (degree > 0)
+    if n == 0:
+        return
+    content = encode_sog(g, SogConfig(palette_size=64))
+    order = _texel_order(g, h)
+    gg = g[order]
+    # 16-bit log-space positions: |dx| <= (|x| + 1) * range / 65535 / 2 (plus float slack).
+    span = (np.log1p(50) * 2) / 65535
+    assert ((h.means - gg.means).abs() <= (gg.means.abs() + 1) * span + 1e-4).all()
+    assert quat_angle_error(h.quats, gg.quats).max() < 0.01
+    assert (torch.sigmoid(h.opacities) - torch.sigmoid(gg.opacities)).abs().max() <= 0.5 / 255 + 1e-6
+    assert (h.scales - gg.scales).abs().max() < 7 / 255 * 2  # 256 entries over a range of 7
+    assert content.count == n
+
+
+def _texel_order(g, h):
+    """Which original Gaussian each decoded one is (nearest position)."""
+    d = torch.cdist(h.means.double(), g.means.double())
+    return d.argmin(1)
+
+
+def test_compare_scenes_detects_damage():
+    g = make_gaussians(400, sh_degree=1)
+    same = compare_scenes(g, g.clone(), n_views=2, width=64, height=48)
+    assert same.psnr == float("inf") and same.ssim == pytest.approx(1.0)
+    moved = g.clone()
+    moved.sh0 += 1.0
+    assert compare_scenes(g, moved, n_views=2, width=64, height=48).psnr < 40
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    ship_cli.register(sub)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+def test_cli_compress_and_convert_print_sizes_ratio_and_quality(tmp_path, capsys):
+    g = make_gaussians(500, sh_degree=2)
+    save_scene(g, tmp_path / "in.ply")
+    _run(["compress", str(tmp_path / "in.ply"), "-o", str(tmp_path / "out.sog"), "--views", "2",
+          "--width", "64", "--height", "48", "--palette-size", "64"])
+    out = capsys.readouterr().out
+    assert "bytes" in out and "ratio" in out and "PSNR" in out and "SSIM" in out
+    assert len(read_sog(tmp_path / "out.sog")) == 500
+    _run(["convert", str(tmp_path / "out.sog"), str(tmp_path / "back.spz"), "--views", "2",
+          "--width", "64", "--height", "48"])
+    assert "PSNR" in capsys.readouterr().out
+    with pytest.raises(SplatforgeError):
+        _run(["compress", str(tmp_path / "in.ply"), "-o", str(tmp_path / "out.spz"), "--views", "0"])
