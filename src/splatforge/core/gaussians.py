@@ -212,7 +212,8 @@ class Gaussians:
         """Raise SplatforgeError naming each field with NaN or inf values and how many rows."""
         problems = []
         for name, value in self.named_parameters():
-            bad = int((~torch.isfinite(value.detach())).reshape(len(self), -1).any(dim=1).sum())
+            bad_values = ~torch.isfinite(value.detach())
+            bad = int(bad_values.reshape(len(self), -1).any(dim=1).sum()) if value.numel() else 0
             if bad:
                 problems.append(f"{name}: {bad} rows")
         if problems:
