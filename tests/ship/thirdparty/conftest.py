@@ -115,7 +115,7 @@ class GsplatJs:
         return rgba[::-1].astype(np.float32) / 255.0  # GL rows start at the bottom
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # one playwright at a time: tests/view starts its own
 def gsplat_js(tmp_path_factory):
     if not CHROMIUM.is_file():
         pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} ({SETUP_HINT})")
