@@ -89,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser(), argv)
+
+
+def run(parser: argparse.ArgumentParser, argv: Optional[list[str]] = None) -> int:
+    """Parse `argv` with `parser` and run the chosen subcommand; user errors exit with status 2."""
+    args = parser.parse_args(argv)
     try:
         args.func(args)
     except SplatforgeError as exc:

@@ -132,15 +132,11 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m splatforge.serve_cli serve|worker ...`: these two commands without the rest of the CLI."""
+    from .cli import run
+
     parser = argparse.ArgumentParser(prog="splatforge")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except SplatforgeError as exc:
-        print(f"splatforge {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run(parser, argv)
 
 
 if __name__ == "__main__":
