@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from . import register_module
-from .base import OptModule, RenderBatch
-from .common import stop_if_not_finite, adam, check_state, load_tensor, module_options, positive
+from .base import RenderBatch
+from .common import OneTensorModule, stop_if_not_finite, adam, module_options, positive
 
 
 @dataclass
@@ -30,7 +30,8 @@ class BackgroundConfig:
 
 
 @register_module
-class BackgroundModule(OptModule):
+class BackgroundModule(OneTensorModule):
+    tensor_name = "logits"
     name = "background"
 
     def setup(self, capture, config) -> None:
@@ -46,21 +47,6 @@ class BackgroundModule(OptModule):
         stop_if_not_finite(self)
         batch.background = self.color().expand(batch.viewmats.shape[0], 3)
         return batch
-
-    def optimizer_step(self, step: int) -> None:
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def parameters(self) -> list[Tensor]:
-        return [self.logits]
-
-    def state_dict(self) -> dict:
-        return {"logits": self.logits.detach().clone(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        check_state(state, self.name, ("logits", "optimizer"))
-        load_tensor(self.logits, state["logits"], self.name, "logits")
-        self.optimizer.load_state_dict(state["optimizer"])
 
     def export(self, out_dir: Path) -> dict[str, Path]:
         out_dir = Path(out_dir)

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import register_module
-from .base import OptModule, RenderBatch
-from .common import stop_if_not_finite, adam, check_state, load_tensor, module_options, non_negative, num_train_views, positive
+from .base import RenderBatch
+from .common import OneTensorModule, stop_if_not_finite, adam, module_options, non_negative, num_train_views, positive
 
 LUMA = (0.299, 0.587, 0.114)  # BT.601
 
@@ -72,7 +72,8 @@ def total_variation(grids: Tensor) -> Tensor:
 
 
 @register_module
-class BilateralModule(OptModule):
+class BilateralModule(OneTensorModule):
+    tensor_name = "grids"
     name = "bilateral"
 
     def setup(self, capture, config) -> None:
@@ -92,18 +93,3 @@ class BilateralModule(OptModule):
         if self.cfg.tv_weight == 0 or "bilateral_ids" not in batch.extras:
             return None
         return self.cfg.tv_weight * total_variation(self.grids[batch.extras["bilateral_ids"]])
-
-    def optimizer_step(self, step: int) -> None:
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def parameters(self) -> list[Tensor]:
-        return [self.grids]
-
-    def state_dict(self) -> dict:
-        return {"grids": self.grids.detach().clone(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        check_state(state, self.name, ("grids", "optimizer"))
-        load_tensor(self.grids, state["grids"], self.name, "grids")
-        self.optimizer.load_state_dict(state["optimizer"])

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ...errors import SplatforgeError
+from .base import OptModule
 
 
 def module_options(config_cls: type, module_name: str, config) -> Any:
@@ -134,3 +135,26 @@ def stop_if_not_finite(module) -> None:
         from ...errors import SplatforgeError
 
         raise SplatforgeError(f"{problem}; stopping")
+
+
+class OneTensorModule(OptModule):
+    """A module whose learned state is one tensor (the attribute named by `tensor_name`) with one Adam
+    (`self.optimizer`): the stepping, parameters and checkpoint state that such modules share."""
+
+    tensor_name = ""
+
+    def optimizer_step(self, step: int) -> None:
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def parameters(self) -> list[Tensor]:
+        return [getattr(self, self.tensor_name)]
+
+    def state_dict(self) -> dict:
+        return {self.tensor_name: getattr(self, self.tensor_name).detach().clone(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        check_state(state, self.name, (self.tensor_name, "optimizer"))
+        load_tensor(getattr(self, self.tensor_name), state[self.tensor_name], self.name, self.tensor_name)
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from . import register_module
-from .base import OptModule, RenderBatch
-from .common import (stop_if_not_finite, adam, check_state, load_tensor, module_options, non_negative, num_train_views, positive,
+from .base import RenderBatch
+from .common import (OneTensorModule, stop_if_not_finite, adam, module_options, non_negative, num_train_views, positive,
                      rotation_6d_to_matrix)
 
 IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -82,7 +82,8 @@ def aligned_pose_error(estimated: np.ndarray, true: np.ndarray) -> tuple[np.ndar
 
 
 @register_module
-class PoseModule(OptModule):
+class PoseModule(OneTensorModule):
+    tensor_name = "deltas"
     name = "pose"
 
     def setup(self, capture, config) -> None:
@@ -106,21 +107,12 @@ class PoseModule(OptModule):
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def parameters(self) -> list[Tensor]:
-        return [self.deltas]
-
     @torch.no_grad()
     def refined_viewmats(self) -> Tensor:  # [n, 4, 4] float64, normalized frame
         return delta_transforms(self.deltas.detach().double()) @ self.original
 
     def state_dict(self) -> dict:
-        return {"deltas": self.deltas.detach().clone(), "optimizer": self.optimizer.state_dict(),
-                "names": list(self.names)}
-
-    def load_state_dict(self, state: dict) -> None:
-        check_state(state, self.name, ("deltas", "optimizer"))
-        load_tensor(self.deltas, state["deltas"], self.name, "deltas")
-        self.optimizer.load_state_dict(state["optimizer"])
+        return {**super().state_dict(), "names": list(self.names)}
 
     def export(self, out_dir: Path) -> dict[str, Path]:
         out_dir = Path(out_dir)
