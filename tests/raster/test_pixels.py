@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numba
+import numpy as np
+
 import pytest
 import torch
 
@@ -33,11 +36,11 @@ def random_2d(n, width, height, seed):
 
 
 @pytest.mark.parametrize("blend", ["alpha", "sum"])
-@pytest.mark.parametrize("size", [(40, 30), (17, 33)])
-def test_direct_2d_compositing_matches_reference(blend, size):
+@pytest.mark.parametrize("size", [(40, 30), (17, 33), (75, 41)])
+@pytest.mark.parametrize("tile", [16, 32, 8])  # one, two and a partial lane chunk per tile row
+def test_direct_2d_compositing_matches_reference(blend, size, tile):
     width, height = size
     means2d, conics, colors, opacities, depths, radii = random_2d(80, width, height, seed=width)
-    tile = 16
     _, _, flatten_ids, offsets = isect_tiles(means2d, radii, depths, torch.zeros(80, dtype=torch.long), 1, tile,
                                              math.ceil(width / tile), math.ceil(height / tile))
     leaves = [t.clone().requires_grad_(True) for t in (means2d, conics, colors, opacities)]
@@ -65,3 +68,23 @@ def test_sum_blend_refuses_backgrounds():
     with pytest.raises(ValueError, match="backgrounds"):
         rasterize_to_pixels(means2d[None], conics[None], colors[None], opacities[None], 16, 16, 16, offsets, fids,
                             backgrounds=torch.zeros(1, 3), blend="sum")
+
+
+def test_exp_neg_is_within_1_5_ulp_of_exp():
+    """The summed blend's inlined exp(-s), over the range the kernels use and past it."""
+    from splatforge.raster.kernels_cpu import exp_neg
+
+    @numba.njit
+    def apply(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = exp_neg(x[i])
+        return out
+
+    s = np.concatenate([np.random.default_rng(0).uniform(0, 90, 200_000), np.linspace(0, 7, 20_001),
+                        [0.0, 1e-30, 0.34657359, 87.0]]).astype(np.float32)
+    got = apply(s).astype(np.float64)
+    want = np.exp(-np.minimum(s.astype(np.float64), 87.0))
+    ulp = np.abs(got - want) / np.spacing(want.astype(np.float32)).astype(np.float64)
+    assert ulp.max() <= 1.5, f"{ulp.max():.2f} ulp at s = {s[ulp.argmax()]}"
+    assert got[s == 0].min() == 1.0
