@@ -129,10 +129,11 @@ EXP_CLAMP = np.float32(87.0)  # exp(-87) is still a normal float32
 def exp_neg(s):
     """exp(-s) in float32, s clamped to [0, 87] (callers use s in [0, ln(255 o)])."""
     s = min(max(s, ZERO), EXP_CLAMP)
-    fn = np.float32(math.floor(s * LOG2E + HALF))
+    n = np.int32(s * LOG2E + HALF)  # s >= 0: truncation rounds to nearest here
+    fn = np.float32(n)
     r = (fn * LN2_HI - s) + fn * LN2_LO
     p = (((((((E7 * r + E6) * r + E5) * r + E4) * r + E3) * r + E2) * r + ONE) * r + ONE)
-    return p * _float32_from_bits((np.int32(127) - np.int32(fn)) << 23)
+    return p * _float32_from_bits((np.int32(127) - n) << 23)
 
 
 @numba.njit(cache=True, inline="always")
@@ -207,6 +208,198 @@ def _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end
                 out_colors[image, py, px, k] = st[base + (2 + k) * LANES]
 
 
+# ---- lanes, RGB ----------------------------------------------------------------------------------
+# Three channels (every photo-trained scene and image fit) get lane kernels for both blend modes,
+# each pass fused into one loop over the lanes with the channels unrolled. The forward pass logs
+# o * exp(-sigma) of every lane (0 where the pixel does not take the Gaussian), so the backward
+# pass neither evaluates an exponential nor tests a threshold again: both passes agree exactly
+# on which pixel takes which Gaussian. Other channel counts use the per-pixel kernels below.
+RGB_FORWARD_Q = 5  # per lane: transmittance (summed mode: 1 - sum of alphas), live, 3 colour sums
+RGB_BACKWARD_Q = 8  # per lane: transmittance, final-transmittance term, 3 d loss / d colour, 3 behind
+
+
+@numba.njit(cache=True, inline="always")
+def _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op):
+    """Lane j's o * exp(-sigma), clamped alpha, and whether it counts (inside the box and the
+    ellipse, alpha >= 1/255)."""
+    px = px0 + j
+    dx = mx - (np.float32(px) + HALF)
+    sigma = half_a * dx * dx + row_term + b_dy * dx
+    raw = op * exp_neg(sigma)
+    alpha = min(ALPHA_MAX, raw)
+    return raw, alpha, (px >= x0) & (px < x1) & (sigma >= 0) & (sigma <= sigma_max) & (alpha >= ALPHA_MIN)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_ids, start, end, tile_size,
+                      image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, alpha_log,
+                      accumulate):
+    nch = (tile_size + LANES - 1) // LANES
+    th, tw = y_hi - y_lo, x_hi - x_lo
+    nq = RGB_FORWARD_Q
+    st = np.zeros(th * nch * nq * LANES, dtype=np.float32)
+    last = np.full(th * nch * LANES, start - 1, dtype=np.int32)
+    for chunk in range(th * nch):  # transmittance 1; lanes past the tile's edge are never live
+        edge = (chunk % nch) * LANES
+        for j in range(LANES):
+            st[chunk * nq * LANES + j] = ONE
+            st[(chunk * nq + 1) * LANES + j] = ONE if edge + j < tw else ZERO
+    n_live = tw * th
+    for e in range(start, end):
+        if n_live == 0:  # every later intersection lies past every pixel's last: never read back
+            break
+        g = flatten_ids[e]
+        mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max = _gaussian_in_tile(
+            g, means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
+        if x1 <= x0:
+            continue
+        half_a = HALF * a
+        fe = np.int32(e)
+        c0, c1, c2 = colors[g, 0], colors[g, 1], colors[g, 2]
+        ch0, ch1 = _box_chunks(x0, x1, x_lo)
+        for py in range(y0, y1):
+            _, row_term, b_dy = _row_terms(my, py, b, c)
+            for ch in range(ch0, ch1):
+                chunk = (py - y_lo) * nch + ch
+                base = U(chunk * nq * LANES)
+                lbase = U(chunk * LANES)
+                cell = U(log_offsets[e] + ((py - y0) * (ch1 - ch0) + ch - ch0) * LANES)
+                px0 = x_lo + ch * LANES
+                finished = 0
+                if accumulate:
+                    for j in range(LANES):
+                        raw, alpha, counts = _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op)
+                        u = base + U(j)
+                        w = alpha if counts else ZERO
+                        st[u] -= w
+                        st[u + U(2 * LANES)] += w * c0
+                        st[u + U(3 * LANES)] += w * c1
+                        st[u + U(4 * LANES)] += w * c2
+                        alpha_log[cell + U(j)] = raw if counts else ZERO
+                else:
+                    for j in range(LANES):
+                        raw, alpha, counts = _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op)
+                        u = base + U(j)
+                        t = st[u]
+                        next_t = t * (ONE - alpha)
+                        counts = counts & (st[u + U(LANES)] > 0)
+                        ends = counts & (next_t <= T_MIN)
+                        counts = counts & (next_t > T_MIN)
+                        w = alpha * t if counts else ZERO
+                        st[u + U(2 * LANES)] += w * c0
+                        st[u + U(3 * LANES)] += w * c1
+                        st[u + U(4 * LANES)] += w * c2
+                        st[u] = next_t if counts else t
+                        last[lbase + U(j)] = fe if counts else last[lbase + U(j)]
+                        st[u + U(LANES)] = ZERO if ends else st[u + U(LANES)]
+                        finished += 1 if ends else 0
+                        alpha_log[cell + U(j)] = raw if counts else ZERO
+                n_live -= finished
+    has_bg = backgrounds.shape[0] > 0 and not accumulate
+    for py in range(y_lo, y_hi):
+        for px in range(x_lo, x_hi):
+            chunk = (py - y_lo) * nch + (px - x_lo) // LANES
+            j = (px - x_lo) % LANES
+            t = st[chunk * nq * LANES + j]
+            out_alphas[image, py, px] = ONE - t
+            # with `accumulate` the backward pass visits every intersection of the tile
+            last_ids[image, py, px] = end - 1 if accumulate else last[chunk * LANES + j]
+            for k in range(3):
+                v = st[(chunk * nq + 2 + k) * LANES + j]
+                if has_bg:
+                    v += t * backgrounds[image, k]
+                out_colors[image, py, px, k] = v
+
+
+# The sums over lanes may be reassociated (SIMD partial sums): that changes only the order of a
+# per-Gaussian sum, fixed for a given build; this pass tests no threshold.
+FASTMATH_SUMS = FASTMATH | {"reassoc"}
+
+
+@numba.njit(cache=True, fastmath=FASTMATH_SUMS, error_model="numpy")
+def _backward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_ids, start, end, tile_size,
+                       image, x_lo, x_hi, y_lo, y_hi, out_alphas, last_ids, v_colors, v_alphas, slots,
+                       log_offsets, alpha_log, accumulate):
+    has_bg = backgrounds.shape[0] > 0 and not accumulate
+    nch = (tile_size + LANES - 1) // LANES
+    nq = RGB_BACKWARD_Q
+    st = np.zeros((y_hi - y_lo) * nch * nq * LANES, dtype=np.float32)
+    e_max = start - 1
+    for py in range(y_lo, y_hi):
+        for px in range(x_lo, x_hi):
+            chunk = (py - y_lo) * nch + (px - x_lo) // LANES
+            base = chunk * nq * LANES + (px - x_lo) % LANES
+            t_final = ONE - out_alphas[image, py, px]
+            # with `accumulate` every weight is alpha itself: transmittance stays 1
+            st[base] = ONE if accumulate else t_final
+            e_max = max(e_max, last_ids[image, py, px])
+            bg_dot = ZERO
+            for k in range(3):
+                st[base + (2 + k) * LANES] = v_colors[image, py, px, k]
+                if has_bg:
+                    bg_dot += v_colors[image, py, px, k] * backgrounds[image, k]
+            v_alpha = v_alphas[image, py, px]
+            st[base + LANES] = v_alpha if accumulate else t_final * (v_alpha - bg_dot)
+    for e in range(e_max, start - 1, -1):
+        g = flatten_ids[e]
+        mx, my, a, b, c, op, x0, x1, y0, y1, _ = _gaussian_in_tile(
+            g, means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
+        if x1 <= x0:
+            continue
+        inv_op = ONE / op
+        c0, c1, c2 = colors[g, 0], colors[g, 1], colors[g, 2]
+        ch0, ch1 = _box_chunks(x0, x1, x_lo)
+        g_mx = g_my = g_a = g_b = g_c = g_op = g_absx = g_absy = g_c0 = g_c1 = g_c2 = ZERO
+        for py in range(y0, y1):
+            dy = my - (np.float32(py) + HALF)
+            for ch in range(ch0, ch1):
+                base = U(((py - y_lo) * nch + ch) * nq * LANES)
+                cell = U(log_offsets[e] + ((py - y0) * (ch1 - ch0) + ch - ch0) * LANES)
+                px0 = x_lo + ch * LANES
+                for j in range(LANES):
+                    u = base + U(j)
+                    raw = alpha_log[cell + U(j)]
+                    takes = raw > 0
+                    alpha = min(ALPHA_MAX, raw)
+                    v0, v1, v2 = st[u + U(2 * LANES)], st[u + U(3 * LANES)], st[u + U(4 * LANES)]
+                    if accumulate:
+                        w = alpha if takes else ZERO
+                        v_alpha = st[u + U(LANES)] + v0 * c0 + v1 * c1 + v2 * c2 if takes else ZERO
+                    else:
+                        ra = ONE / (ONE - alpha) if takes else ZERO
+                        t = st[u] * ra
+                        st[u] = t if takes else st[u]
+                        w = alpha * t
+                        b0, b1, b2 = st[u + U(5 * LANES)], st[u + U(6 * LANES)], st[u + U(7 * LANES)]
+                        v_alpha = (st[u + U(LANES)] * ra + v0 * (c0 * t - b0 * ra) + v1 * (c1 * t - b1 * ra)
+                                   + v2 * (c2 * t - b2 * ra))
+                        st[u + U(5 * LANES)] = b0 + c0 * w
+                        st[u + U(6 * LANES)] = b1 + c1 * w
+                        st[u + U(7 * LANES)] = b2 + c2 * w
+                    g_c0 += w * v0
+                    g_c1 += w * v1
+                    g_c2 += w * v2
+                    # exp(-sigma) where the pixel passes gradient: the 0.999 clamp passes none
+                    gauss = raw * inv_op if takes & (raw <= ALPHA_MAX) else ZERO
+                    dx = mx - (np.float32(px0 + j) + HALF)
+                    gx, gy, ga, gb, gc = _sigma_grads(-op * gauss * v_alpha, dx, dy, a, b, c)
+                    g_mx, g_my, g_a, g_b, g_c = g_mx + gx, g_my + gy, g_a + ga, g_b + gb, g_c + gc
+                    g_op += gauss * v_alpha
+                    g_absx += abs(gx)
+                    g_absy += abs(gy)
+        slots[e, SLOT_MEAN2D] = g_mx
+        slots[e, SLOT_MEAN2D + 1] = g_my
+        slots[e, SLOT_CONIC] = g_a
+        slots[e, SLOT_CONIC + 1] = g_b
+        slots[e, SLOT_CONIC + 2] = g_c
+        slots[e, SLOT_OPACITY] = g_op
+        slots[e, SLOT_ABS_MEAN2D] = g_absx  # sum over pixels of |d loss / d mean2d| (gsplat's absgrad)
+        slots[e, SLOT_ABS_MEAN2D + 1] = g_absy
+        slots[e, SLOT_COLOR] = g_c0
+        slots[e, SLOT_COLOR + 1] = g_c1
+        slots[e, SLOT_COLOR + 2] = g_c2
+
+
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH, error_model="numpy")
 def composite_forward(
     means2d,  # [M, 2]
@@ -238,6 +431,11 @@ def composite_forward(
     for run in numba.prange(n_runs):
         image, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
         start, end = offsets[run], offsets[run + 1]
+        if depth == 3:
+            _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_ids, start, end, tile_size,
+                              image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets,
+                              alpha_log, accumulate)
+            continue
         if accumulate:
             _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end, tile_size,
                              image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, alpha_log)
@@ -323,6 +521,11 @@ def composite_backward(
         if end == start:
             continue
         image, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
+        if depth == 3:
+            _backward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_ids, start, end, tile_size,
+                               image, x_lo, x_hi, y_lo, y_hi, out_alphas, last_ids, v_colors, v_alphas, slots,
+                               log_offsets, alpha_log, accumulate)
+            continue
         tw = x_hi - x_lo
         npix = tw * (y_hi - y_lo)
         trans = np.empty(npix, dtype=np.float32)  # transmittance, restored back to front

@@ -42,7 +42,7 @@ class _CompositeCPU(torch.autograd.Function):
         last_ids = np.empty((n_images, height, width), np.int32)
         geometry = (width, height, tile_size, tile_width, tile_height, offsets, fids)
         log_offsets, alpha_log = np.zeros(1, np.int64), np.zeros(1, np.float32)
-        if accumulate:  # summed blending logs its alphas for the backward pass (see the kernels)
+        if accumulate or depth == 3:  # the lane kernels log their alphas for the backward pass
             sizes = np.empty(fids.shape[0], np.int64)
             kernels_cpu.footprint_sizes(*arrays[:2], arrays[3], *geometry, sizes)
             log_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
