@@ -74,7 +74,10 @@ class TrainResult:
 
 
 def _render(params, view_viewmats, view_ks, width, height, sh_degree, cfg: TrainConfig, bg: torch.Tensor):
-    colors = torch.cat([params["sh0"], params["shN"]], dim=-2)  # [N, K, 3], or per camera [B, N, K, 3]
+    # [N, K, 3] (or per camera [B, N, K, 3]) with only the coefficients the current degree uses:
+    # the rest would be copied for nothing, and still get their zero gradient through the slice
+    k_rest = (sh_degree + 1) ** 2 - 1
+    colors = torch.cat([params["sh0"], params["shN"][..., :k_rest, :]], dim=-2)
     return rasterization(
         means=params["means"], quats=params["quats"], scales=torch.exp(params["scales"]),
         opacities=torch.sigmoid(params["opacities"]), colors=colors, viewmats=view_viewmats, Ks=view_ks,

@@ -32,6 +32,9 @@ def relocation_values(opacities: Tensor, scales: Tensor, copies: Tensor, n_max: 
     return new_o, scales * (opacities / denom)[:, None]
 
 
+NOISE_GATE_FLOOR = 1e-10
+
+
 @dataclass
 class MCMCStrategy:
     """Relocation and growth every `refine_every` steps in (`refine_start_iter`, `refine_stop_iter`),
@@ -99,6 +102,9 @@ class MCMCStrategy:
         opacities = torch.sigmoid(params["opacities"].detach())
         # a steep sigmoid: noise only where opacity is below ~0.005
         gate = torch.sigmoid(100.0 * ((1.0 - opacities) - 0.995))
-        covars = covariances(params["quats"].detach(), torch.exp(params["scales"].detach()))
         noise = torch.randn(params["means"].shape, generator=gen).to(params["means"]) * gate[:, None] * scale
-        params["means"].add_(torch.einsum("nij,nj->ni", covars, noise))
+        # Where the gate is below 1e-10 the noise moves a mean by far less than float32 resolves:
+        # only the other (few) Gaussians need their covariance.
+        moved = torch.nonzero(gate > NOISE_GATE_FLOOR).squeeze(1)
+        covars = covariances(params["quats"].detach()[moved], torch.exp(params["scales"].detach()[moved]))
+        params["means"].index_add_(0, moved, torch.einsum("nij,nj->ni", covars, noise[moved]))
