@@ -47,9 +47,11 @@ def _cmd_compress(args: argparse.Namespace) -> None:
         raise SplatforgeError(f"{output}: compress writes SOG; name the output .sog (a zip) or a folder")
     original = load_scene(args.input)
     start = time.perf_counter()
-    compress_scene(original, output, SogConfig(sort=args.sort, palette_size=args.palette_size,
+    compress_scene(original, output, SogConfig(sort=args.sort, plas_iterations=args.plas_iterations,
+                                               palette_size=args.palette_size,
                                                kmeans_iterations=args.kmeans_iterations,
-                                               webp_method=args.webp_method, seed=args.seed))
+                                               webp_method=args.webp_method,
+                                               position_slack=args.position_slack, seed=args.seed))
     _report(args, original, output, time.perf_counter() - start)
 
 
@@ -58,7 +60,15 @@ def _cmd_convert(args: argparse.Namespace) -> None:
 
     original = load_scene(args.input)
     start = time.perf_counter()
-    save_scene(original, args.output, format=args.format)
+    if args.spz_version != 3:
+        from .io.formats.spz import write_spz
+        from .io.scene import format_from_extension
+
+        if (args.format or format_from_extension(args.output)) != "spz":
+            raise SplatforgeError("--spz-version applies to SPZ output (.spz) only")
+        write_spz(args.output, original, version=args.spz_version)
+    else:
+        save_scene(original, args.output, format=args.format)
     _report(args, original, Path(args.output), time.perf_counter() - start)
 
 
@@ -70,16 +80,23 @@ def _quality_options(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
     """Add `compress` and `convert` to the `splatforge` command's subparsers."""
+    from .compress.sog import SogConfig
     from .io.scene import FORMATS
 
     p = subparsers.add_parser("compress", help="compress a splat scene to SOG (PLAS layout, k-means codebooks)")
     p.add_argument("input", type=Path, help="a .ply, .compressed.ply, .splat, .spz or SOG scene")
     p.add_argument("-o", "--output", type=Path, required=True, help="OUT.sog (zip) or a folder for meta.json")
     p.add_argument("--sort", choices=["plas", "morton"], default="plas", help="texel layout")
-    p.add_argument("--palette-size", type=int, default=0, help="SH palette entries (0: automatic)")
-    p.add_argument("--kmeans-iterations", type=int, default=6)
-    p.add_argument("--webp-method", type=int, default=4, choices=range(7), help="WebP effort 0-6")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plas-iterations", type=int, default=SogConfig.plas_iterations,
+                   help="PLAS passes per tile size: more sorts better (smaller files), slower")
+    p.add_argument("--palette-size", type=int, default=SogConfig.palette_size,
+                   help="SH palette entries (0: automatic, scaled to the number of Gaussians)")
+    p.add_argument("--kmeans-iterations", type=int, default=SogConfig.kmeans_iterations)
+    p.add_argument("--webp-method", type=int, default=SogConfig.webp_method, choices=range(7),
+                   help="WebP effort 0-6")
+    p.add_argument("--position-slack", type=float, default=SogConfig.position_slack,
+                   help="how far Gaussians may move, as a fraction of their smallest size (0: exact 16-bit)")
+    p.add_argument("--seed", type=int, default=SogConfig.seed)
     _quality_options(p)
     p.set_defaults(func=_cmd_compress)
 
@@ -87,5 +104,7 @@ def register(subparsers) -> None:
     c.add_argument("input", type=Path)
     c.add_argument("output", type=Path, help=".ply, .compressed.ply, .splat, .spz, .sog or a SOG folder")
     c.add_argument("--format", choices=FORMATS, default=None, help="output format (default: from the extension)")
+    c.add_argument("--spz-version", type=int, choices=(3, 4), default=3,
+                   help="SPZ version to write: 3 (gzip, every reader) or 4 (zstd, spz 2026+, splat-transform 3.7+)")
     _quality_options(c)
     c.set_defaults(func=_cmd_convert)

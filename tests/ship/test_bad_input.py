@@ -14,7 +14,7 @@ from splatforge.errors import FormatError, SplatforgeError
 from splatforge.io.formats.compressed_ply import read_compressed_ply, write_compressed_ply
 from splatforge.io.formats.sog import read_sog
 from splatforge.io.formats.splat import read_splat
-from splatforge.io.formats.spz import read_spz
+from splatforge.io.formats.spz import HEADER_V4, TOC_ENTRY, encode_spz, read_spz
 from splatforge.io.scene import load_scene, save_scene
 
 from .conftest import make_gaussians
@@ -24,6 +24,8 @@ FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 
 def _valid_bytes(tmp_path, ext):
     g = make_gaussians(40, sh_degree=1)
+    if ext == ".v4.spz":
+        return encode_spz(g, version=4)
     path = tmp_path / f"valid{ext}"
     save_scene(g, path, **({"palette_size": 16} if ext == ".sog" else {}))
     return path.read_bytes()
@@ -40,10 +42,11 @@ def _read_or_format_error(path, reader):
 @pytest.fixture(scope="module")
 def valid_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("valid")
-    return {ext: _valid_bytes(d, ext) for ext in (".splat", ".spz", ".compressed.ply", ".sog")}
+    return {ext: _valid_bytes(d, ext) for ext in (".splat", ".spz", ".v4.spz", ".compressed.ply", ".sog")}
 
 
-READERS = {".splat": read_splat, ".spz": read_spz, ".compressed.ply": read_compressed_ply, ".sog": read_sog}
+READERS = {".splat": read_splat, ".spz": read_spz, ".v4.spz": read_spz, ".compressed.ply": read_compressed_ply,
+           ".sog": read_sog}
 
 
 @pytest.mark.parametrize("ext", list(READERS))
@@ -97,6 +100,53 @@ def test_spz_garbage_gzip_and_bad_versions(tmp_path):
         (tmp_path / "d.spz").write_bytes(gzip.compress(header + b"\0" * 64))
         with pytest.raises(FormatError, match=match):
             read_spz(tmp_path / "d.spz")
+
+
+def _spz_v4(n, degree, streams, tocs=None, tail=b""):
+    """An SPZ v4 container around the given (compressed) streams; `tocs` overrides the table."""
+    header = HEADER_V4.pack(0x5053474E, 4, n, degree, 12, 0, len(streams), HEADER_V4.size)
+    tocs = tocs or [(len(c), u) for c, u in streams]
+    return header + b"".join(TOC_ENTRY.pack(c, u) for c, u in tocs) + b"".join(c for c, _ in streams) + tail
+
+
+def _zstd(data):
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=3).compress(data)
+
+
+def test_spz_v4_round_trip_and_rejects_hostile_tables(tmp_path):
+    n = 5
+    sizes = [9 * n, n, 3 * n, 3 * n, 4 * n]
+    good = [(_zstd(b"\x01" * u), u) for u in sizes]
+    (tmp_path / "ok.spz").write_bytes(_spz_v4(n, 0, good))
+    assert len(read_spz(tmp_path / "ok.spz")) == n
+    huge = [(c, u) for c, u in good[:4]] + [(good[4][0], 1 << 40)]
+    cases = [
+        (_spz_v4(0xFFFFFFFF, 0, good), "declares"),  # lying count: tables disagree
+        (_spz_v4(n, 0, good, tocs=[(len(c), u) for c, u in huge]), "declares"),  # lying sizes
+        (_spz_v4(n, 0, good, tocs=[(1 << 60, u) for _, u in good]), "past the end"),
+        (_spz_v4(n, 0, good, tail=b"junk"), "follow the last"),
+        (_spz_v4(n, 0, good[:3]), "streams"),
+        (_spz_v4(n, 7, good), "SH degree"),
+        (_spz_v4(n, 0, [(b"\x28\xb5\x2f\xfd" + b"garbage!" * 3, u) for _, u in good]), "zstd|decompresses"),
+        (_spz_v4(n, 0, [(_zstd(b"\x01" * (u - 1)), u) for _, u in good]), "decompresses to"),
+        (_spz_v4(n, 0, good)[:40], "table of contents"),
+        (_spz_v4(n, 0, good)[:20], "too short"),
+    ]
+    for data, match in cases:
+        (tmp_path / "bad.spz").write_bytes(data)
+        with pytest.raises(FormatError, match=match):
+            read_spz(tmp_path / "bad.spz")
+
+
+def test_spz_v4_zstd_bomb_is_not_decompressed_past_the_declared_size(tmp_path):
+    n = 10
+    bomb = _zstd(b"\0" * (64 << 20))  # 64 MB of zeros in a few KB, declared as 90 bytes
+    streams = [(bomb, 9 * n)] + [(_zstd(b"\0" * u), u) for u in (n, 3 * n, 3 * n, 4 * n)]
+    (tmp_path / "bomb.spz").write_bytes(_spz_v4(n, 0, streams))
+    with pytest.raises(FormatError, match="more than that"):
+        read_spz(tmp_path / "bomb.spz")
 
 
 def test_compressed_ply_wrong_chunk_count(tmp_path):

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from splatforge import ship_cli
-from splatforge.compress import PlasConfig, neighbour_distance, palette_kmeans, plas_order, quantize_1d
+from splatforge.compress import PlasConfig, kmeans, neighbour_distance, palette_kmeans, plas_order, quantize_1d
 from splatforge.compress.quality import compare_scenes
 from splatforge.compress.sog import SogConfig, encode_sog
 from splatforge.errors import SplatforgeError
-from splatforge.io.formats.sog import image_size, read_sog
+from splatforge.io.formats.sog import encode_webp, image_size, read_sog, write_sog
 from splatforge.io.scene import load_scene, save_scene
 
 from .conftest import make_gaussians, quat_angle_error
@@ -67,9 +67,11 @@ def test_sog_round_trip_bundle_and_folder(tmp_path, n, degree):
     content = encode_sog(g, SogConfig(palette_size=64))
     order = _texel_order(g, h)
     gg = g[order]
-    # 16-bit log-space positions: |dx| <= (|x| + 1) * range / 65535 / 2 (plus float slack).
+    # 16-bit log-space positions: |dx| <= (|x| + 1) * range / 65535 / 2 (plus float slack), or
+    # up to the default position slack: a tenth of the Gaussian's smallest standard deviation.
     span = (np.log1p(50) * 2) / 65535
-    assert ((h.means - gg.means).abs() <= (gg.means.abs() + 1) * span + 1e-4).all()
+    slack = SogConfig().position_slack * gg.scales.min(1, keepdim=True).values.exp()
+    assert ((h.means - gg.means).abs() <= torch.maximum((gg.means.abs() + 1) * span, slack) + 1e-4).all()
     assert quat_angle_error(h.quats, gg.quats).max() < 0.01
     assert (torch.sigmoid(h.opacities) - torch.sigmoid(gg.opacities)).abs().max() <= 0.5 / 255 + 1e-6
     assert (h.scales - gg.scales).abs().max() < 7 / 255 * 2  # 256 entries over a range of 7
@@ -112,3 +114,41 @@ def test_cli_compress_and_convert_print_sizes_ratio_and_quality(tmp_path, capsys
     assert "PSNR" in capsys.readouterr().out
     with pytest.raises(SplatforgeError):
         _run(["compress", str(tmp_path / "in.ply"), "-o", str(tmp_path / "out.spz"), "--views", "0"])
+
+
+def test_sog_position_slack_moves_gaussians_by_at_most_that_fraction_of_their_size(tmp_path):
+    g = make_gaussians(3000, sh_degree=0, seed=3)
+    g.means = g.means / 25  # a room-sized scene: +-2 units, Gaussians of 1-20 cm
+    g.scales = g.scales.clamp(-4.5, -1.5)
+    sizes = {}
+    for slack in (0.0, 0.1):
+        content = encode_sog(g, SogConfig(position_slack=slack, plas_iterations=2))
+        write_sog(tmp_path / f"s{slack}.sog", content)
+        h = load_scene(tmp_path / f"s{slack}.sog")
+        gg = g[_texel_order(g, h)]
+        moved = (h.means - gg.means).abs().double()
+        half_step = (gg.means.abs().double() + 1) * torch.expm1(
+            (torch.tensor(content.means_maxs) - torch.tensor(content.means_mins)).double() / 65535 / 2)
+        allowed = torch.maximum(half_step, slack * gg.scales.min(1, keepdim=True).values.exp().double())
+        assert (moved <= allowed * (1 + 1e-6) + 1e-6).all(), f"slack {slack}: moved {float((moved - allowed).max())} too far"
+        sizes[slack] = len(encode_webp(content.means_l))
+    # ... and the dropped low bits make the low-byte image smaller.
+    assert sizes[0.1] < 0.9 * sizes[0.0], sizes
+
+
+def test_weighted_kmeans_centroids_are_weighted_means():
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 10.0], [11.0, 10.0]], np.float32)
+    w = np.array([3.0, 1.0, 1.0, 1.0])
+    centers, labels = kmeans(x, 2, iterations=5, seed=0, weights=w)
+    near = centers[labels[0]]
+    np.testing.assert_allclose(near, [0.25, 0.0], atol=1e-6)  # (3 * 0 + 1 * 1) / 4
+    np.testing.assert_allclose(centers[labels[2]], [10.5, 10.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [300, 1000])
+def test_two_level_palette_never_exceeds_k(k):
+    # Many tiny outlying clusters each claim an entry; the palette must still hold at most k.
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.01, (4000, 6)), rng.normal(0, 5, (300, 6))]).astype(np.float32)
+    palette, labels = palette_kmeans(x, k, iterations=2, coarse=64)
+    assert len(palette) <= k and labels.max() < len(palette)

@@ -40,13 +40,14 @@ def test_splat_round_trip(tmp_path, n):
         assert quat_angle_error(h.quats, g.quats).max() < 0.02  # 1/128 per component, renormalized
 
 
+@pytest.mark.parametrize("version", [3, 4])
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
 @pytest.mark.parametrize("n", SIZES)
-def test_spz_round_trip(tmp_path, n, degree):
+def test_spz_round_trip(tmp_path, n, degree, version):
     g = make_gaussians(n, sh_degree=degree)
     path = tmp_path / "a.spz"
-    write_spz(path, g)
-    assert path.read_bytes()[:2] == b"\x1f\x8b"
+    write_spz(path, g, version=version)
+    assert path.read_bytes()[:4] == (b"\x1f\x8b\x08\x00" if version == 3 else b"NGSP")
     h = read_spz(path)
     assert len(h) == n and h.sh_degree == degree
     assert maxabs(h.means - g.means) <= 0.5 / 2**12 + 1e-6  # |x| < 2048: 12 fractional bits

@@ -16,6 +16,7 @@ decisions), imported only when needed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,10 @@ def load_scene(path: PathLike) -> Gaussians:
 def save_scene(gaussians: Gaussians, path: PathLike, format: str | None = None, **options: Any) -> None:
     """Write `gaussians` in the format `format` or, if None, the one the path's extension names.
 
-    Options by format: spz: `antialiased`; compressed-ply: `order`; sog: the fields of
-    `splatforge.compress.SogConfig` (sort, plas_iterations, palette_size, kmeans_iterations,
-    webp_method, seed). A path without a known extension is written as a SOG folder only if
-    `format="sog"`.
+    Options by format: spz: `antialiased`, `version` (3 or 4); compressed-ply: `order`; sog: the
+    fields of `splatforge.compress.SogConfig` (sort, plas_iterations, palette_size,
+    kmeans_iterations, webp_method, position_slack, seed). A path without a known extension is
+    written as a SOG folder only if `format="sog"`.
     """
     fmt = format or format_from_extension(path)
     if fmt is None:
@@ -98,8 +99,12 @@ def save_scene(gaussians: Gaussians, path: PathLike, format: str | None = None, 
                               ".compressed.ply, .splat, .spz, .sog (or pass format=)")
     if fmt not in FORMATS:
         raise SplatforgeError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    allowed = {"ply": set(), "compressed-ply": {"order"}, "splat": set(), "spz": {"antialiased"},
-               "sog": {"sort", "plas_iterations", "palette_size", "kmeans_iterations", "webp_method", "seed"}}[fmt]
+    if fmt == "sog":
+        from splatforge.compress.sog import SogConfig, compress_scene
+
+        allowed = {f.name for f in dataclasses.fields(SogConfig)}
+    else:
+        allowed = {"ply": set(), "compressed-ply": {"order"}, "splat": set(), "spz": {"antialiased", "version"}}[fmt]
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise SplatforgeError(f"options {unknown} do not apply to {fmt}; it takes {sorted(allowed) or 'none'}")
@@ -112,6 +117,4 @@ def save_scene(gaussians: Gaussians, path: PathLike, format: str | None = None, 
     elif fmt == "spz":
         write_spz(path, gaussians, **options)
     else:
-        from splatforge.compress.sog import SogConfig, compress_scene
-
         compress_scene(gaussians, path, SogConfig(**options))

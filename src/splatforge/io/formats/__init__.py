@@ -1,7 +1,7 @@
 """Splat file formats beyond INRIA PLY (which lives in `splatforge.io.ply`).
 
 - `.splat` (antimatter15): `read_splat`, `write_splat`
-- SPZ (Niantic, versions 2-3 read, 3 written): `read_spz`, `write_spz`
+- SPZ (Niantic, versions 2-4 read, 3 (default) or 4 written): `read_spz`, `write_spz`
 - PlayCanvas compressed PLY: `read_compressed_ply`, `write_compressed_ply`
 - PlayCanvas SOG version 2 (folder or `.sog` zip): `read_sog`, `write_sog` + `pack_sog` (the
   codec; `splatforge.compress.encode_sog` chooses the layout and codebooks)

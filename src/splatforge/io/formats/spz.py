@@ -1,4 +1,4 @@
-"""Niantic SPZ: read versions 2 and 3, write version 3 (a gzip stream of packed attributes).
+"""Niantic SPZ: read versions 2, 3 and 4, write version 3 (default) or 4.
 
 Layout of the decompressed stream (little-endian), after nianticlabs/spz: a 16-byte header
 (magic 0x5053474e "NGSP", version u32, count u32, SH degree u8, fractional bits u8, flags u8 with
@@ -10,6 +10,14 @@ of x y z w, then for the other three in order 1 sign bit and 9 bits of |c| / sqr
 (per Gaussian, per coefficient, R G B as round(c * 128) + 128 snapped to buckets of 2^(8-bits),
 bits = 5 for degree 1 and 4 above). Values are stored as given, with no axis flips (what
 splat-transform reads and writes; the spz library's PLY tools convert RDF <-> RUB).
+
+Version 4 (nianticlabs/spz since 2026, splat-transform 3.7's default) packs the same attribute
+blocks, each as its own zstd stream, behind a plain 32-byte header: magic, version u32, count
+u32, SH degree u8, fractional bits u8, flags u8 (0x2 = extensions follow the header), number of
+streams u8, byte offset of the table of contents u32, 12 reserved bytes. The table holds per
+stream (compressed size u64, decompressed size u64); the streams follow it back to back in the
+block order above, empty blocks (SH at degree 0) left out. Extensions (between header and table)
+carry metadata such as a coordinate system tag; they are skipped, as splat-transform does.
 
 Quantization (round-trip tolerances): positions 2^-fractional bits (we choose the most bits,
 at most 12, that hold the largest |coordinate| in 24 bits); log scales 1/16; opacity 1/255 in
@@ -33,6 +41,15 @@ from splatforge.io.formats._common import (DEFLATE_MAX_RATIO, PathLike, arrays_o
 
 MAGIC = 0x5053474E
 HEADER = struct.Struct("<IIIBBBB")
+HEADER_V4 = struct.Struct("<IIIBBBBI12x")
+TOC_ENTRY = struct.Struct("<QQ")
+FLAG_HAS_EXTENSIONS = 0x2
+VERSIONS_WRITTEN = (3, 4)
+# The best a zstd stream can do is an RLE block: 128 KiB from 4 bytes. Declared sizes beyond this
+# many times the compressed bytes are lies; anything below is still decompressed in slices, so
+# memory follows the data actually produced, never the declared size.
+ZSTD_MAX_RATIO = 32768
+_ZSTD_SLICE = 1 << 22
 COLOR_SCALE = 0.15
 FLAG_ANTIALIASED = 0x1
 SH1_BITS, SH_REST_BITS = 5, 4
@@ -56,8 +73,11 @@ def _quantize_sh(x: np.ndarray, bits: int) -> np.ndarray:
     return np.clip(q, 0, 255).astype(np.uint8)
 
 
-def encode_spz(gaussians: Gaussians, antialiased: bool = False) -> bytes:
-    """SPZ version 3 bytes (gzip) of `gaussians`, in their order."""
+def encode_spz(gaussians: Gaussians, antialiased: bool = False, version: int = 3) -> bytes:
+    """SPZ bytes of `gaussians`, in their order: version 3 (one gzip stream, what every SPZ
+    reader takes) or 4 (zstd streams, read by nianticlabs/spz 2026+ and splat-transform 3.7+)."""
+    if version not in VERSIONS_WRITTEN:
+        raise SplatforgeError(f"SPZ version {version} cannot be written; choose 3 or 4")
     a = arrays_of(gaussians)
     n, degree = len(a), a.sh_degree
     reach = float(np.abs(a.means).max()) if n else 0.0
@@ -91,15 +111,43 @@ def encode_spz(gaussians: Gaussians, antialiased: bool = False) -> bytes:
         sh[:, :3] = _quantize_sh(a.shN[:, :3], SH1_BITS)
         sh[:, 3:] = _quantize_sh(a.shN[:, 3:], SH_REST_BITS)
 
-    header = HEADER.pack(MAGIC, 3, n, degree, bits, FLAG_ANTIALIASED if antialiased else 0, 0)
-    raw = b"".join([header, positions.tobytes(), alphas.tobytes(), colors.tobytes(), scales.tobytes(),
-                    rotations.tobytes(), sh.tobytes()])
-    return gzip.compress(raw, compresslevel=6, mtime=0)
+    flags = FLAG_ANTIALIASED if antialiased else 0
+    blocks = [positions.tobytes(), alphas.tobytes(), colors.tobytes(), scales.tobytes(), rotations.tobytes(),
+              sh.tobytes()]
+    if version == 4:
+        return _container_v4(n, degree, bits, flags, blocks)
+    header = HEADER.pack(MAGIC, 3, n, degree, bits, flags, 0)
+    return gzip.compress(b"".join([header, *blocks]), compresslevel=6, mtime=0)
+
+
+def _zstandard():
+    try:
+        import zstandard
+    except ImportError:
+        raise SplatforgeError("SPZ version 4 uses zstd: install the 'zstandard' package "
+                              "(pip install zstandard)") from None
+    return zstandard
+
+
+def _container_v4(n: int, degree: int, bits: int, flags: int, blocks: list[bytes]) -> bytes:
+    zstd = _zstandard()
+    # Level 12, as nianticlabs/spz writes; empty blocks get no stream.
+    compressor = zstd.ZstdCompressor(level=12)
+    raw = [b for b in blocks if b]
+    streams = [compressor.compress(b) for b in raw]
+    header = HEADER_V4.pack(MAGIC, 4, n, degree, bits, flags, len(streams), HEADER_V4.size)
+    toc = b"".join(TOC_ENTRY.pack(len(c), len(u)) for c, u in zip(streams, raw))
+    return b"".join([header, toc, *streams])
 
 
 def decode_spz(data: bytes, path: PathLike = "<bytes>") -> Gaussians:
-    """Gaussians from SPZ bytes (gzip, versions 2 and 3; an uncompressed stream is accepted too)."""
+    """Gaussians from SPZ bytes: versions 2 and 3 (gzip; an uncompressed stream is accepted too)
+    and 4 (zstd streams)."""
     gzipped = data[:2] == _GZIP_MAGIC
+    if not gzipped and len(data) >= 8:
+        magic, version = struct.unpack_from("<II", data)
+        if magic == MAGIC and version >= 4:
+            return _decode_v4(data, path)
     if gzipped:
         head, _ = inflate_limited(path, data, HEADER.size)
     else:
@@ -110,8 +158,8 @@ def decode_spz(data: bytes, path: PathLike = "<bytes>") -> Gaussians:
     if magic != MAGIC:
         raise FormatError(f"{path}: not an SPZ file (no 'NGSP' magic{'' if gzipped else ' and not gzip'})")
     if version not in (2, 3):
-        extra = " (version 4 uses zstd streams)" if version == 4 else ""
-        raise FormatError(f"{path}: SPZ version {version} is not supported{extra}; this reader takes 2 and 3")
+        extra = " (version 4 is never gzipped: it holds zstd streams)" if version == 4 else ""
+        raise FormatError(f"{path}: SPZ version {version} is not supported{extra}; this reader takes 2-4")
     if degree > 3:
         raise FormatError(f"{path}: SPZ header declares SH degree {degree}; supported are 0-3")
     if bits > 24:
@@ -131,11 +179,78 @@ def decode_spz(data: bytes, path: PathLike = "<bytes>") -> Gaussians:
     return _unpack(raw, version, n, degree, bits)
 
 
+def _block_sizes(version: int, n: int, degree: int) -> list[int]:
+    """Bytes of the positions, alphas, colours, scales, rotations and SH blocks."""
+    k = (degree + 1) ** 2 - 1
+    return [9 * n, n, 3 * n, 3 * n, (3 if version == 2 else 4) * n, 3 * k * n]
+
+
+def _decode_v4(data: bytes, path: PathLike) -> Gaussians:
+    if len(data) < HEADER_V4.size:
+        raise FormatError(f"{path}: {len(data)} bytes is too short for an SPZ version 4 header "
+                          f"({HEADER_V4.size} bytes)")
+    magic, version, n, degree, bits, flags, num_streams, toc_at = HEADER_V4.unpack_from(data)
+    if version != 4:
+        raise FormatError(f"{path}: SPZ version {version} is not supported; this reader takes 2-4")
+    if degree > 3:
+        raise FormatError(f"{path}: SPZ header declares SH degree {degree}; supported are 0-3")
+    if bits > 24:
+        raise FormatError(f"{path}: SPZ header declares {bits} fractional bits; at most 24 fit a 24-bit value")
+    sizes = [size for size in _block_sizes(4, n, degree) if size]
+    if num_streams != len(sizes):
+        raise FormatError(f"{path}: the SPZ header declares {num_streams} streams; {n:,} Gaussians of SH "
+                          f"degree {degree} have {len(sizes)}")
+    toc_end = toc_at + TOC_ENTRY.size * num_streams
+    if toc_at < HEADER_V4.size or toc_end > len(data):
+        raise FormatError(f"{path}: the SPZ table of contents (bytes {toc_at:,}..{toc_end:,}) is not inside "
+                          f"the {len(data):,}-byte file after its header")
+    zstd = _zstandard()
+    blocks, offset = [], toc_end
+    for i, want in enumerate(sizes):
+        packed, plain = TOC_ENTRY.unpack_from(data, toc_at + i * TOC_ENTRY.size)
+        if plain != want:
+            raise FormatError(f"{path}: SPZ stream {i} declares {plain:,} bytes; {n:,} Gaussians need {want:,}")
+        if packed > len(data) - offset:
+            raise FormatError(f"{path}: SPZ stream {i} ({packed:,} bytes at {offset:,}) runs past the end of "
+                              f"the {len(data):,}-byte file (truncated file or corrupt table)")
+        if plain > packed * ZSTD_MAX_RATIO:
+            raise FormatError(f"{path}: SPZ stream {i} declares {plain:,} bytes from {packed:,}, more than "
+                              "zstd can produce (corrupt table)")
+        blocks.append(_unzstd(zstd, data[offset:offset + packed], plain, path, i))
+        offset += packed
+    if offset != len(data):
+        raise FormatError(f"{path}: {len(data) - offset:,} bytes follow the last SPZ stream (corrupt table)")
+    raw = HEADER.pack(MAGIC, 4, n, degree, bits, flags & FLAG_ANTIALIASED, 0) + b"".join(blocks)
+    return _unpack(raw, 4, n, degree, bits)
+
+
+def _unzstd(zstd, data: bytes, size: int, path: PathLike, index: int) -> bytes:
+    """Exactly `size` bytes from one zstd stream, decompressed in slices (never more than `size`
+    plus one slice held), or FormatError."""
+    # A frame needs no window larger than its output, but streaming writers that did not know the
+    # size use their level's window (at most 8 MiB up to level 19); capping at the larger of the
+    # two stops a hostile frame header from making the decoder reserve up to 2 GiB.
+    window = 1 << max(23, min(31, (max(size, 1) - 1).bit_length()))
+    out = bytearray()
+    try:
+        reader = zstd.ZstdDecompressor(max_window_size=window).stream_reader(data, read_across_frames=False)
+        while len(out) <= size:
+            piece = reader.read(min(_ZSTD_SLICE, size + 1 - len(out)))
+            if not piece:
+                break
+            out += piece
+    except zstd.ZstdError as e:
+        raise FormatError(f"{path}: SPZ stream {index} is not valid zstd data ({e})") from None
+    if len(out) != size:
+        got = f"{len(out):,}" if len(out) <= size else "more than that"
+        raise FormatError(f"{path}: SPZ stream {index} decompresses to {got} bytes; its table declares {size:,}")
+    return bytes(out)
+
+
 def _unpack(raw: bytes, version: int, n: int, degree: int, bits: int) -> Gaussians:
     buf = np.frombuffer(raw, np.uint8, offset=HEADER.size)
     k = (degree + 1) ** 2 - 1
-    rot_bytes = 3 if version == 2 else 4
-    sizes = [9 * n, n, 3 * n, 3 * n, rot_bytes * n, 3 * k * n]
+    sizes = _block_sizes(version, n, degree)
     pos, alpha, col, scl, rot, sh = np.split(buf[:sum(sizes)], np.cumsum(sizes)[:-1])
 
     p = pos.reshape(n, 3, 3).astype(np.int32)
@@ -167,11 +282,11 @@ def _unpack(raw: bytes, version: int, n: int, degree: int, bits: int) -> Gaussia
     return gaussians_from(means, scales, quats, opacities, sh0, shn)
 
 
-def write_spz(path: PathLike, gaussians: Gaussians, antialiased: bool = False) -> None:
-    """Write `gaussians` as an SPZ version 3 file (atomically)."""
-    write_atomic(path, [encode_spz(gaussians, antialiased=antialiased)])
+def write_spz(path: PathLike, gaussians: Gaussians, antialiased: bool = False, version: int = 3) -> None:
+    """Write `gaussians` as an SPZ file (atomically), version 3 (default) or 4."""
+    write_atomic(path, [encode_spz(gaussians, antialiased=antialiased, version=version)])
 
 
 def read_spz(path: PathLike) -> Gaussians:
-    """Read an SPZ file (versions 2 and 3) into CPU float32 Gaussians."""
+    """Read an SPZ file (versions 2, 3 and 4) into CPU float32 Gaussians."""
     return decode_spz(read_file_bytes(path, "SPZ"), path)
