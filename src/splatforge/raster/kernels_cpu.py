@@ -7,6 +7,13 @@ and the opacity alone, so these kernels serve any caller of `rasterize_to_pixels
 contributions below 1/255 are skipped, and a pixel stops before the Gaussian that would take its
 transmittance to 1e-4 or below.
 
+Two implementations share these rules:
+- lane kernels (three channels, both blend modes; any channel count in summed mode): a Gaussian's
+  box row is processed 16 pixels at a time as SIMD code, and the forward pass logs the alpha of
+  every lane it evaluates, which the backward pass reads instead of recomputing (see LANES);
+- per-pixel kernels (alpha compositing with other channel counts: feature and depth renders),
+  which log nothing and recompute the alphas backward.
+
 The backward pass writes one gradient slot per intersection (each belongs to exactly one tile) and
 then sums the slots per Gaussian in a fixed order, so gradients are identical from run to run.
 """
@@ -82,6 +89,20 @@ def _sigma_grads(v_sigma, dx, dy, a, b, c):
 
 
 @numba.njit(cache=True, inline="always")
+def _store_geometry(slots, e, g_mx, g_my, g_a, g_b, g_c, g_op, g_absx, g_absy):
+    """Intersection e's sums of d loss / d (mean2d, conic, opacity) and of |d loss / d mean2d|
+    (gsplat's absgrad) into its gradient slot."""
+    slots[e, SLOT_MEAN2D] = g_mx
+    slots[e, SLOT_MEAN2D + 1] = g_my
+    slots[e, SLOT_CONIC] = g_a
+    slots[e, SLOT_CONIC + 1] = g_b
+    slots[e, SLOT_CONIC + 2] = g_c
+    slots[e, SLOT_OPACITY] = g_op
+    slots[e, SLOT_ABS_MEAN2D] = g_absx
+    slots[e, SLOT_ABS_MEAN2D + 1] = g_absy
+
+
+@numba.njit(cache=True, inline="always")
 def _tile_bounds(run, tile_size, tile_width, tile_height, width, height):
     n_tiles = tile_width * tile_height
     image = run // n_tiles
@@ -93,11 +114,12 @@ def _tile_bounds(run, tile_size, tile_width, tile_height, width, height):
     return image, x_lo, min(x_lo + tile_size, width), y_lo, min(y_lo + tile_size, height)
 
 
-# ---- lanes (summed blending) ---------------------------------------------------------------------
-# The summed mode has no per-pixel order or early stop, so a Gaussian's box row is processed a whole
-# chunk of LANES pixels at a time: straight-line code over a fixed count of lanes, with the box, the
-# ellipse and the threshold as masks, which LLVM turns into SIMD instructions (about 1.3x faster
-# than the per-pixel loop here). Per-pixel sums live in one flat float32 array per tile,
+# ---- lanes -----------------------------------------------------------------------------------------
+# A Gaussian's box row is processed a whole chunk of LANES pixels at a time: straight-line code over
+# a fixed count of lanes, with the box, the ellipse and the thresholds as masks (front-to-back
+# state is per pixel, so lanes are independent), which LLVM turns into SIMD instructions. Measured
+# single-threaded at 50k Gaussians, 256x256: forward 44 -> 28 ms, backward 72 -> 41 ms against the
+# per-pixel kernels. Per-pixel state lives in one flat float32 array per tile,
 #     state[((row * n_chunks + chunk) * n_quantities + quantity) * LANES + lane],
 # indexed with unsigned integers: a signed index makes Numba add a wrap-around test for negative
 # values, which hides the access pattern from the vectorizer.
@@ -116,8 +138,8 @@ def _float32_from_bits(typingctx, bits):
 
 # exp(-s) by Cody-Waite reduction (s = n ln2 - r, |r| <= ln2 / 2) and a degree-7 Taylor polynomial
 # of e^r, scaled by 2^-n built from its exponent bits: within 1.5 ulp of the exact value on [0, 87]
-# (tested), branch-free and inlined, so the lane loop vectorizes (a call to libm's expf does not).
-# Only the summed forward pass uses it; its backward pass reads the logged values.
+# (tested), branch-free and inlined, so the lane loops vectorize (a call to libm's expf does not).
+# Only the lane forward passes use it; their backward passes read the logged values.
 LOG2E = np.float32(1.4426950408889634)
 LN2_HI = np.float32(0.693145751953125)  # ln 2 in 16 bits: n * LN2_HI is exact
 LN2_LO = np.float32(1.428606765330187e-06)
@@ -145,7 +167,7 @@ def _box_chunks(x0, x1, x_lo):
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def footprint_sizes(means2d, conics, opacities, width, height, tile_size, tile_width, tile_height, offsets,
                     flatten_ids, sizes):
-    """sizes[e] = intersection e's share of the summed-blend alpha log: its box rows times the
+    """sizes[e] = intersection e's share of the lane kernels' alpha log: its box rows times the
     lanes of the chunks its box columns touch."""
     for run in numba.prange(offsets.shape[0] - 1):
         _, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
@@ -164,8 +186,9 @@ FASTMATH = {"contract", "arcp", "nsz"}
 @numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end, tile_size,
                      image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, alpha_log):
-    """One tile of the summed blend, a lane chunk at a time (see LANES). Logs o * exp(-sigma) of
-    every lane of every chunk a box touches (0 where it does not count) for the backward pass."""
+    """One tile of the summed blend with any channel count, a lane chunk at a time (see LANES; three
+    channels take `_forward_tile_rgb`). Logs o * exp(-sigma) of every lane of every chunk a box
+    touches (0 where it does not count) for the backward pass."""
     depth = colors.shape[1]
     nch = (tile_size + LANES - 1) // LANES
     nq = 2 + depth  # per lane: sum of alphas, this Gaussian's weight, colour sums
@@ -387,14 +410,7 @@ def _backward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_
                     g_op += gauss * v_alpha
                     g_absx += abs(gx)
                     g_absy += abs(gy)
-        slots[e, SLOT_MEAN2D] = g_mx
-        slots[e, SLOT_MEAN2D + 1] = g_my
-        slots[e, SLOT_CONIC] = g_a
-        slots[e, SLOT_CONIC + 1] = g_b
-        slots[e, SLOT_CONIC + 2] = g_c
-        slots[e, SLOT_OPACITY] = g_op
-        slots[e, SLOT_ABS_MEAN2D] = g_absx  # sum over pixels of |d loss / d mean2d| (gsplat's absgrad)
-        slots[e, SLOT_ABS_MEAN2D + 1] = g_absy
+        _store_geometry(slots, e, g_mx, g_my, g_a, g_b, g_c, g_op, g_absx, g_absy)
         slots[e, SLOT_COLOR] = g_c0
         slots[e, SLOT_COLOR + 1] = g_c1
         slots[e, SLOT_COLOR + 2] = g_c2
@@ -418,13 +434,14 @@ def composite_forward(
     out_alphas,  # [I, H, W]
     last_ids,  # [I, H, W] int32: last intersection each pixel used (run start - 1 if none)
     accumulate,  # False: front-to-back alpha compositing; True: order-free sum of alpha * colour
-    log_offsets,  # with `accumulate`: [n_isects] start of each intersection's box in `alpha_log`
-    alpha_log,  # with `accumulate`: out, o * exp(-sigma) per box pixel (0 where it does not count)
+    log_offsets,  # lane kernels: [n_isects] start of each intersection's lanes in `alpha_log`
+    alpha_log,  # lane kernels: out, o * exp(-sigma) per lane of each box row's chunks (0: not taken)
 ):
     """With `accumulate`, colours are sum(alpha_i c_i) and alphas sum(alpha_i) (GaussianImage's
-    accumulated blending): no transmittance, no early stop, no background. Every box pixel is
-    visited then, so the pass logs its alphas and the backward pass reads them back instead of
-    recomputing the footprint and the exponential."""
+    accumulated blending): no transmittance, no early stop, no background.
+
+    Three channels, or `accumulate`, run the lane kernels, which fill `alpha_log` (sized by
+    `footprint_sizes`) for the backward pass; other calls take the per-pixel kernels and ignore it."""
     n_runs = offsets.shape[0] - 1
     depth = colors.shape[1]
     has_bg = backgrounds.shape[0] > 0
@@ -606,14 +623,7 @@ def composite_backward(
                         g_mx, g_my, g_absx, g_absy = g_mx + gx, g_my + gy, g_absx + abs(gx), g_absy + abs(gy)
                         g_a, g_b, g_c = g_a + ga, g_b + gb, g_c + gc
                         g_op += gauss * v_alpha
-            slots[e, SLOT_MEAN2D] = g_mx
-            slots[e, SLOT_MEAN2D + 1] = g_my
-            slots[e, SLOT_CONIC] = g_a
-            slots[e, SLOT_CONIC + 1] = g_b
-            slots[e, SLOT_CONIC + 2] = g_c
-            slots[e, SLOT_OPACITY] = g_op
-            slots[e, SLOT_ABS_MEAN2D] = g_absx  # sum over pixels of |d loss / d mean2d| (gsplat's absgrad)
-            slots[e, SLOT_ABS_MEAN2D + 1] = g_absy
+            _store_geometry(slots, e, g_mx, g_my, g_a, g_b, g_c, g_op, g_absx, g_absy)
             for k in range(depth):
                 slots[e, SLOT_COLOR + k] = g_col[k]
 
