@@ -38,14 +38,16 @@ def random_2d(n, width, height, seed):
 @pytest.mark.parametrize("blend", ["alpha", "sum"])
 @pytest.mark.parametrize("size", [(40, 30), (17, 33), (75, 41)])
 @pytest.mark.parametrize("tile", [16, 32, 8])  # one, two and a partial lane chunk per tile row
-def test_direct_2d_compositing_matches_reference(blend, size, tile):
+@pytest.mark.parametrize("channels", [3, 5])  # the RGB lane kernels, and the kernels for any count
+def test_direct_2d_compositing_matches_reference(blend, size, tile, channels):
     width, height = size
     means2d, conics, colors, opacities, depths, radii = random_2d(80, width, height, seed=width)
+    colors = colors[:, [k % 3 for k in range(channels)]] * torch.linspace(1.0, 0.5, channels)
     _, _, flatten_ids, offsets = isect_tiles(means2d, radii, depths, torch.zeros(80, dtype=torch.long), 1, tile,
                                              math.ceil(width / tile), math.ceil(height / tile))
     leaves = [t.clone().requires_grad_(True) for t in (means2d, conics, colors, opacities)]
     gen = torch.Generator().manual_seed(3)
-    weights = torch.randn(1, height, width, 3, generator=gen), torch.randn(1, height, width, 1, generator=gen)
+    weights = torch.randn(1, height, width, channels, generator=gen), torch.randn(1, height, width, 1, generator=gen)
 
     def run(fn):
         rgb, alpha = fn(*leaves)

@@ -183,6 +183,18 @@ def footprint_sizes(means2d, conics, opacities, width, height, tile_size, tile_w
 FASTMATH = {"contract", "arcp", "nsz"}
 
 
+@numba.njit(cache=True, inline="always")
+def _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op):
+    """Lane j's o * exp(-sigma), clamped alpha, and whether it counts (inside the box and the
+    ellipse, alpha >= 1/255)."""
+    px = px0 + j
+    dx = mx - (np.float32(px) + HALF)
+    sigma = half_a * dx * dx + row_term + b_dy * dx
+    raw = op * exp_neg(sigma)
+    alpha = min(ALPHA_MAX, raw)
+    return raw, alpha, (px >= x0) & (px < x1) & (sigma >= 0) & (sigma <= sigma_max) & (alpha >= ALPHA_MIN)
+
+
 @numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end, tile_size,
                      image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, alpha_log):
@@ -208,12 +220,7 @@ def _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end
                 cell = U(log_offsets[e] + ((py - y0) * (ch1 - ch0) + ch - ch0) * LANES)
                 px0 = x_lo + ch * LANES
                 for j in range(LANES):
-                    px = px0 + j
-                    dx = mx - (np.float32(px) + HALF)
-                    sigma = half_a * dx * dx + row_term + b_dy * dx
-                    raw = op * exp_neg(sigma)
-                    alpha = min(ALPHA_MAX, raw)
-                    counts = (px >= x0) & (px < x1) & (sigma >= 0) & (sigma <= sigma_max) & (alpha >= ALPHA_MIN)
+                    raw, alpha, counts = _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op)
                     alpha_log[cell + U(j)] = raw if counts else ZERO
                     w = alpha if counts else ZERO
                     st[base + U(j)] += w
@@ -239,18 +246,6 @@ def _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end
 # on which pixel takes which Gaussian. Other channel counts use the per-pixel kernels below.
 RGB_FORWARD_Q = 5  # per lane: transmittance (summed mode: 1 - sum of alphas), live, 3 colour sums
 RGB_BACKWARD_Q = 8  # per lane: transmittance, final-transmittance term, 3 d loss / d colour, 3 behind
-
-
-@numba.njit(cache=True, inline="always")
-def _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op):
-    """Lane j's o * exp(-sigma), clamped alpha, and whether it counts (inside the box and the
-    ellipse, alpha >= 1/255)."""
-    px = px0 + j
-    dx = mx - (np.float32(px) + HALF)
-    sigma = half_a * dx * dx + row_term + b_dy * dx
-    raw = op * exp_neg(sigma)
-    alpha = min(ALPHA_MAX, raw)
-    return raw, alpha, (px >= x0) & (px < x1) & (sigma >= 0) & (sigma <= sigma_max) & (alpha >= ALPHA_MIN)
 
 
 @numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
