@@ -164,6 +164,13 @@ def _box_chunks(x0, x1, x_lo):
     return (x0 - x_lo) // LANES, (x1 - x_lo + LANES - 1) // LANES
 
 
+@numba.njit(cache=True, inline="always")
+def _log_start(log_offsets, e, py, y0, ch, ch0, ch1):
+    """Where intersection e's alpha log holds lane 0 of chunk ch in box row py: its lanes are
+    laid out row by row, each row the chunks [ch0, ch1) the box touches (see `footprint_sizes`)."""
+    return log_offsets[e] + ((py - y0) * (ch1 - ch0) + ch - ch0) * LANES
+
+
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def footprint_sizes(means2d, conics, opacities, width, height, tile_size, tile_width, tile_height, offsets,
                     flatten_ids, sizes):
@@ -217,7 +224,7 @@ def _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end
             _, row_term, b_dy = _row_terms(my, py, b, c)
             for ch in range(ch0, ch1):
                 base = U(((py - y_lo) * nch + ch) * nq * LANES)
-                cell = U(log_offsets[e] + ((py - y0) * (ch1 - ch0) + ch - ch0) * LANES)
+                cell = U(_log_start(log_offsets, e, py, y0, ch, ch0, ch1))
                 px0 = x_lo + ch * LANES
                 for j in range(LANES):
                     raw, alpha, counts = _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op)
@@ -281,7 +288,7 @@ def _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_i
                 chunk = (py - y_lo) * nch + ch
                 base = U(chunk * nq * LANES)
                 lbase = U(chunk * LANES)
-                cell = U(log_offsets[e] + ((py - y0) * (ch1 - ch0) + ch - ch0) * LANES)
+                cell = U(_log_start(log_offsets, e, py, y0, ch, ch0, ch1))
                 px0 = x_lo + ch * LANES
                 finished = 0
                 if accumulate:
@@ -372,7 +379,7 @@ def _backward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_
             dy = my - (np.float32(py) + HALF)
             for ch in range(ch0, ch1):
                 base = U(((py - y_lo) * nch + ch) * nq * LANES)
-                cell = U(log_offsets[e] + ((py - y0) * (ch1 - ch0) + ch - ch0) * LANES)
+                cell = U(_log_start(log_offsets, e, py, y0, ch, ch0, ch1))
                 px0 = x_lo + ch * LANES
                 for j in range(LANES):
                     u = base + U(j)
@@ -573,7 +580,7 @@ def composite_backward(
                 dy, row_term, b_dy = _row_terms(my, py, b, c)
                 row = (py - y_lo) * tw - x_lo
                 if accumulate:  # the forward pass logged o * exp(-sigma) per lane of the box's chunks
-                    cell = log_offsets[e] + (py - y0) * (ch1 - ch0) * LANES - (x_lo + ch0 * LANES)
+                    cell = _log_start(log_offsets, e, py, y0, ch0, ch0, ch1) - (x_lo + ch0 * LANES)
                     for px in range(x0, x1):
                         raw = alpha_log[cell + px]
                         if raw == 0:
