@@ -153,3 +153,27 @@ def test_mcmc_relocates_dead_grows_to_cap_and_keeps_optimizers():
     fixed = params["means"].detach().clone()
     strategy.step_post_backward(params, opts, state, step=31, info={}, lr=0.0)
     assert torch.equal(params["means"].detach(), fixed)
+
+
+def test_mcmc_noise_kernel_matches_the_torch_form():
+    """The fused noise pass (float32 CPU parameters) moves each mean as the torch form does: by
+    Sigma (gate * scale * noise), with the gate sigmoid(100 ((1 - opacity) - 0.995))."""
+    from splatforge.train.strategies import MCMCStrategy
+
+    n = 400
+    g = torch.Generator().manual_seed(3)
+    params32 = torch.nn.ParameterDict({
+        "means": torch.randn(n, 3, generator=g), "quats": torch.randn(n, 4, generator=g),
+        "scales": torch.randn(n, 3, generator=g) * 0.5 - 2.0,
+        "opacities": torch.linspace(-9.0, 3.0, n),  # the gate from fully open to shut
+    })
+    params64 = torch.nn.ParameterDict({k: v.detach().double() for k, v in params32.items()})  # torch form
+    strategy = MCMCStrategy()
+    with torch.no_grad():  # as in step_post_backward
+        for params in (params32, params64):
+            strategy._inject_noise(params, 0.7, torch.Generator().manual_seed(5))
+    moved = params64["means"].detach() - params32["means"].detach().double()
+    assert float(moved.abs().max()) < 1e-5
+    start = torch.randn(n, 3, generator=torch.Generator().manual_seed(3))
+    shift = (params32["means"].detach() - start).norm(dim=1)
+    assert float(shift[:50].min()) > 1e-4 and float(shift[-50:].max()) == 0.0  # transparent move, opaque stay

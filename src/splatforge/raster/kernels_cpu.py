@@ -9,8 +9,8 @@ transmittance to 1e-4 or below.
 
 Two implementations share these rules:
 - lane kernels (three channels, both blend modes; any channel count in summed mode): a Gaussian's
-  box row is processed 16 pixels at a time as SIMD code, and the forward pass logs the alpha of
-  every lane it evaluates, which the backward pass reads instead of recomputing (see LANES);
+  box row is processed 16 pixels at a time as SIMD code, and the forward pass logs which pixels of
+  each chunk took the Gaussian (16 bits), so the backward pass tests no threshold (see LANES);
 - per-pixel kernels (alpha compositing with other channel counts: feature and depth renders),
   which log nothing and recompute the alphas backward.
 
@@ -179,22 +179,33 @@ def _box_chunks(x0, x1, x_lo):
 
 @numba.njit(cache=True, inline="always")
 def _log_start(log_offsets, e, py, y0, ch, ch0, ch1):
-    """Where intersection e's alpha log holds lane 0 of chunk ch in box row py: its lanes are
+    """Where intersection e's log holds the lane mask of chunk ch in box row py: its masks are
     laid out row by row, each row the chunks [ch0, ch1) the box touches (see `footprint_sizes`)."""
-    return log_offsets[e] + ((py - y0) * (ch1 - ch0) + ch - ch0) * LANES
+    return log_offsets[e] + (py - y0) * (ch1 - ch0) + ch - ch0
+
+
+@numba.njit(cache=True, inline="always")
+def _lane_bit(counts, j):
+    """Lane j's bit of a chunk's mask, set where the lane counts."""
+    return np.uint16(counts) << np.uint16(j)
+
+
+@numba.njit(cache=True, inline="always")
+def _lane_taken(mask, j):
+    return (mask >> np.uint16(j)) & np.uint16(1) != 0
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def footprint_sizes(means2d, conics, opacities, width, height, tile_size, tile_width, tile_height, offsets,
                     flatten_ids, sizes):
-    """sizes[e] = intersection e's share of the lane kernels' alpha log: its box rows times the
-    lanes of the chunks its box columns touch."""
+    """sizes[e] = intersection e's share of the lane kernels' log: its box rows times the chunks
+    its box columns touch, one 16-bit lane mask each."""
     for run in numba.prange(offsets.shape[0] - 1):
         _, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
         for e in range(offsets[run], offsets[run + 1]):
             box = _gaussian_in_tile(flatten_ids[e], means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
             ch0, ch1 = _box_chunks(box[6], box[7], x_lo)
-            sizes[e] = (box[9] - box[8]) * (ch1 - ch0) * LANES if box[7] > box[6] else 0
+            sizes[e] = (box[9] - box[8]) * (ch1 - ch0) if box[7] > box[6] else 0
 
 
 # FMA contraction and reciprocal division: a few ulp of difference, same result on every run.
@@ -204,12 +215,18 @@ FASTMATH = {"contract", "arcp", "nsz"}
 
 
 @numba.njit(cache=True, inline="always")
+def _lane_sigma(j, px0, mx, half_a, row_term, b_dy):
+    """sigma = a/2 dx^2 + b dx dy + c/2 dy^2 at lane j of a chunk starting at pixel column px0."""
+    dx = mx - (np.float32(px0 + j) + HALF)
+    return half_a * dx * dx + row_term + b_dy * dx
+
+
+@numba.njit(cache=True, inline="always")
 def _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op):
     """Lane j's o * exp(-sigma), clamped alpha, and whether it counts (inside the box and the
     ellipse, alpha >= 1/255)."""
     px = px0 + j
-    dx = mx - (np.float32(px) + HALF)
-    sigma = half_a * dx * dx + row_term + b_dy * dx
+    sigma = _lane_sigma(j, px0, mx, half_a, row_term, b_dy)
     raw = op * exp_neg(sigma)
     alpha = min(ALPHA_MAX, raw)
     return raw, alpha, (px >= x0) & (px < x1) & (sigma >= 0) & (sigma <= sigma_max) & (alpha >= ALPHA_MIN)
@@ -217,10 +234,10 @@ def _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op):
 
 @numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end, tile_size,
-                     image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, alpha_log):
+                     image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, lane_masks):
     """One tile of the summed blend with any channel count, a lane chunk at a time (see LANES; three
-    channels take `_forward_tile_rgb`). Logs o * exp(-sigma) of every lane of every chunk a box
-    touches (0 where it does not count) for the backward pass."""
+    channels take `_forward_tile_rgb`). Logs the lane mask of every chunk a box touches for the
+    backward pass."""
     _wide_vectors()
     depth = colors.shape[1]
     nch = (tile_size + LANES - 1) // LANES
@@ -238,14 +255,15 @@ def _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end
             _, row_term, b_dy = _row_terms(my, py, b, c)
             for ch in range(ch0, ch1):
                 base = U(((py - y_lo) * nch + ch) * nq * LANES)
-                cell = U(_log_start(log_offsets, e, py, y0, ch, ch0, ch1))
                 px0 = x_lo + ch * LANES
+                mask = np.uint16(0)
                 for j in range(LANES):
                     raw, alpha, counts = _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op)
-                    alpha_log[cell + U(j)] = raw if counts else ZERO
+                    mask |= _lane_bit(counts, j)
                     w = alpha if counts else ZERO
                     st[base + U(j)] += w
                     st[base + U(LANES + j)] = w
+                lane_masks[_log_start(log_offsets, e, py, y0, ch, ch0, ch1)] = mask
                 for k in range(depth):
                     ck = colors[g, k]
                     for j in range(LANES):
@@ -262,9 +280,10 @@ def _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end
 # ---- lanes, RGB ----------------------------------------------------------------------------------
 # Three channels (every photo-trained scene and image fit) get lane kernels for both blend modes,
 # each pass fused into one loop over the lanes with the channels unrolled. The forward pass logs
-# o * exp(-sigma) of every lane (0 where the pixel does not take the Gaussian), so the backward
-# pass neither evaluates an exponential nor tests a threshold again: both passes agree exactly
-# on which pixel takes which Gaussian. Other channel counts use the per-pixel kernels below.
+# which lanes of each chunk took the Gaussian as a 16-bit mask, and the backward pass recomputes
+# the alphas of those lanes only: both passes agree exactly on which pixel takes which Gaussian,
+# and the log is 2 bytes a chunk (a float per lane, 32 times as much, made both passes wait on
+# memory: 38 MB at 50k Gaussians, 256x256). Other channel counts use the per-pixel kernels below.
 RGB_FORWARD_Q = 5  # per lane: transmittance (summed mode: 1 - sum of alphas), live, 3 colour sums
 BACKWARD_SUMS = SLOT_COLOR + 3  # the gradient slots of an RGB intersection
 RGB_BACKWARD_Q = 8  # per lane: transmittance, final-transmittance term, 3 d loss / d colour, 3 behind
@@ -272,7 +291,7 @@ RGB_BACKWARD_Q = 8  # per lane: transmittance, final-transmittance term, 3 d los
 
 @numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_ids, start, end, tile_size,
-                      image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, alpha_log,
+                      image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, lane_masks,
                       accumulate):
     _wide_vectors()
     nch = (tile_size + LANES - 1) // LANES
@@ -304,9 +323,9 @@ def _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_i
                 chunk = (py - y_lo) * nch + ch
                 base = U(chunk * nq * LANES)
                 lbase = U(chunk * LANES)
-                cell = U(_log_start(log_offsets, e, py, y0, ch, ch0, ch1))
                 px0 = x_lo + ch * LANES
                 finished = 0
+                mask = np.uint16(0)
                 if accumulate:
                     for j in range(LANES):
                         raw, alpha, counts = _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op)
@@ -316,7 +335,7 @@ def _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_i
                         st[u + U(2 * LANES)] += w * c0
                         st[u + U(3 * LANES)] += w * c1
                         st[u + U(4 * LANES)] += w * c2
-                        alpha_log[cell + U(j)] = raw if counts else ZERO
+                        mask |= _lane_bit(counts, j)
                 else:
                     for j in range(LANES):
                         raw, alpha, counts = _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op)
@@ -334,7 +353,8 @@ def _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_i
                         last[lbase + U(j)] = fe if counts else last[lbase + U(j)]
                         st[u + U(LANES)] = ZERO if ends else st[u + U(LANES)]
                         finished += 1 if ends else 0
-                        alpha_log[cell + U(j)] = raw if counts else ZERO
+                        mask |= _lane_bit(counts, j)
+                lane_masks[_log_start(log_offsets, e, py, y0, ch, ch0, ch1)] = mask
                 n_live -= finished
     has_bg = backgrounds.shape[0] > 0 and not accumulate
     for py in range(y_lo, y_hi):
@@ -360,7 +380,7 @@ FASTMATH_SUMS = FASTMATH | {"reassoc"}
 @numba.njit(cache=True, fastmath=FASTMATH_SUMS, error_model="numpy")
 def _backward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_ids, start, end, tile_size,
                        image, x_lo, x_hi, y_lo, y_hi, out_alphas, last_ids, v_colors, v_alphas, slots,
-                       log_offsets, alpha_log, accumulate):
+                       log_offsets, lane_masks, accumulate):
     _wide_vectors()
     has_bg = backgrounds.shape[0] > 0 and not accumulate
     nch = (tile_size + LANES - 1) // LANES
@@ -391,21 +411,25 @@ def _backward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_
             g, means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
         if x1 <= x0:
             continue
-        inv_op = ONE / op
+        half_a = HALF * a
         c0, c1, c2 = colors[g, 0], colors[g, 1], colors[g, 2]
         ch0, ch1 = _box_chunks(x0, x1, x_lo)
         sums[:] = ZERO
         for py in range(y0, y1):
-            dy = my - (np.float32(py) + HALF)
+            dy, row_term, b_dy = _row_terms(my, py, b, c)
             for ch in range(ch0, ch1):
+                mask = lane_masks[_log_start(log_offsets, e, py, y0, ch, ch0, ch1)]
+                if mask == 0:  # no pixel of the chunk took the Gaussian: nothing to undo or add
+                    continue
                 base = U(((py - y_lo) * nch + ch) * nq * LANES)
-                cell = U(_log_start(log_offsets, e, py, y0, ch, ch0, ch1))
                 px0 = x_lo + ch * LANES
                 for j in range(LANES):
                     u = base + U(j)
-                    raw = alpha_log[cell + U(j)]
-                    takes = raw > 0
+                    # the forward pass's alpha, recomputed as it was computed
+                    gauss = exp_neg(_lane_sigma(j, px0, mx, half_a, row_term, b_dy))
+                    raw = op * gauss
                     alpha = min(ALPHA_MAX, raw)
+                    takes = _lane_taken(mask, j)
                     v0, v1, v2 = st[u + U(2 * LANES)], st[u + U(3 * LANES)], st[u + U(4 * LANES)]
                     if accumulate:
                         w = alpha if takes else ZERO
@@ -422,7 +446,7 @@ def _backward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_
                         st[u + U(6 * LANES)] = b1 + c1 * w
                         st[u + U(7 * LANES)] = b2 + c2 * w
                     # exp(-sigma) where the pixel passes gradient: the 0.999 clamp passes none
-                    gauss = raw * inv_op if takes & (raw <= ALPHA_MAX) else ZERO
+                    gauss = gauss if takes & (raw <= ALPHA_MAX) else ZERO
                     dx = mx - (np.float32(px0 + j) + HALF)
                     gx, gy, ga, gb, gc = _sigma_grads(-op * gauss * v_alpha, dx, dy, a, b, c)
                     k = U(j)
@@ -462,13 +486,13 @@ def composite_forward(
     out_alphas,  # [I, H, W]
     last_ids,  # [I, H, W] int32: last intersection each pixel used (run start - 1 if none)
     accumulate,  # False: front-to-back alpha compositing; True: order-free sum of alpha * colour
-    log_offsets,  # lane kernels: [n_isects] start of each intersection's lanes in `alpha_log`
-    alpha_log,  # lane kernels: out, o * exp(-sigma) per lane of each box row's chunks (0: not taken)
+    log_offsets,  # lane kernels: [n_isects] start of each intersection's chunks in `lane_masks`
+    lane_masks,  # lane kernels: out, uint16 per chunk of each box row: bit j set if lane j took the Gaussian
 ):
     """With `accumulate`, colours are sum(alpha_i c_i) and alphas sum(alpha_i) (GaussianImage's
     accumulated blending): no transmittance, no early stop, no background.
 
-    Three channels, or `accumulate`, run the lane kernels, which fill `alpha_log` (sized by
+    Three channels, or `accumulate`, run the lane kernels, which fill `lane_masks` (sized by
     `footprint_sizes`) for the backward pass; other calls take the per-pixel kernels and ignore it."""
     n_runs = offsets.shape[0] - 1
     depth = colors.shape[1]
@@ -479,11 +503,11 @@ def composite_forward(
         if depth == 3:
             _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_ids, start, end, tile_size,
                               image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets,
-                              alpha_log, accumulate)
+                              lane_masks, accumulate)
             continue
         if accumulate:
             _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end, tile_size,
-                             image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, alpha_log)
+                             image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, lane_masks)
             continue
         tw = x_hi - x_lo
         npix = tw * (y_hi - y_lo)
@@ -556,7 +580,7 @@ def composite_backward(
     slots,  # [n_isects, 8 + D] out, zeros: per-intersection gradients, columns SLOT_* below
     accumulate,  # as in composite_forward
     log_offsets,  # as in composite_forward
-    alpha_log,  # written by composite_forward
+    lane_masks,  # written by composite_forward
 ):
     n_runs = offsets.shape[0] - 1
     depth = colors.shape[1]
@@ -569,7 +593,7 @@ def composite_backward(
         if depth == 3:
             _backward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_ids, start, end, tile_size,
                                image, x_lo, x_hi, y_lo, y_hi, out_alphas, last_ids, v_colors, v_alphas, slots,
-                               log_offsets, alpha_log, accumulate)
+                               log_offsets, lane_masks, accumulate)
             continue
         tw = x_hi - x_lo
         npix = tw * (y_hi - y_lo)
@@ -605,12 +629,15 @@ def composite_backward(
             for py in range(y0, y1):
                 dy, row_term, b_dy = _row_terms(my, py, b, c)
                 row = (py - y_lo) * tw - x_lo
-                if accumulate:  # the forward pass logged o * exp(-sigma) per lane of the box's chunks
-                    cell = _log_start(log_offsets, e, py, y0, ch0, ch0, ch1) - (x_lo + ch0 * LANES)
+                if accumulate:  # the forward pass logged a lane mask per chunk of the box's rows
                     for px in range(x0, x1):
-                        raw = alpha_log[cell + px]
-                        if raw == 0:
+                        ch = (px - x_lo) // LANES
+                        mask = lane_masks[_log_start(log_offsets, e, py, y0, ch, ch0, ch1)]
+                        j = px - x_lo - ch * LANES
+                        if not _lane_taken(mask, j):
                             continue
+                        px0 = x_lo + ch * LANES
+                        raw = op * exp_neg(_lane_sigma(j, px0, mx, half_a, row_term, b_dy))
                         p = row + px
                         alpha = min(ALPHA_MAX, raw)
                         v_alpha = q[p]

@@ -6,7 +6,6 @@ Gaussians. The CPU path runs the Numba kernels of `kernels_cpu` inside a `torch.
 
 from __future__ import annotations
 
-import threading
 from typing import Optional, Tuple
 
 import numpy as np
@@ -14,43 +13,6 @@ import torch
 from torch import Tensor
 
 from . import kernels_cpu
-
-
-class _LogPool:
-    """Alpha logs of renders that are gone, for the next forward pass to reuse.
-
-    A fresh log of tens of megabytes costs the forward pass its page faults (4 of 19 ms at 50k
-    Gaussians, 256x256). A log returns to the pool only when its autograd context is freed, that
-    is when no backward pass can read it any more."""
-
-    def __init__(self, keep: int = 2):
-        self.keep, self.free, self.lock = keep, [], threading.Lock()
-
-    def take(self, size: int) -> "_Lease":
-        with self.lock:
-            fits = [b for b in self.free if b.shape[0] >= size]
-            if fits:
-                buffer = min(fits, key=lambda b: b.shape[0])
-                self.free = [b for b in self.free if b is not buffer]
-                return _Lease(self, buffer, size)
-        return _Lease(self, np.empty(size, np.float32), size)
-
-    def give(self, buffer: np.ndarray) -> None:
-        with self.lock:
-            self.free = sorted(self.free + [buffer], key=lambda b: b.shape[0])[-self.keep:]
-
-
-class _Lease:
-    """One log (`array`, the first `size` floats of a pooled buffer), back to the pool when freed."""
-
-    def __init__(self, pool: _LogPool, buffer: np.ndarray, size: int):
-        self.pool, self.buffer, self.array = pool, buffer, buffer[:size]
-
-    def __del__(self):
-        self.pool.give(self.buffer)
-
-
-_LOGS = _LogPool()
 
 
 def _np32(t: Tensor) -> np.ndarray:
@@ -79,17 +41,16 @@ class _CompositeCPU(torch.autograd.Function):
         out_alphas = np.empty((n_images, height, width), np.float32)
         last_ids = np.empty((n_images, height, width), np.int32)
         geometry = (width, height, tile_size, tile_width, tile_height, offsets, fids)
-        log_offsets, alpha_log = np.zeros(1, np.int64), np.zeros(1, np.float32)
-        if accumulate or depth == 3:  # the lane kernels log their alphas for the backward pass
+        log_offsets, lane_masks = np.zeros(1, np.int64), np.zeros(1, np.uint16)
+        if accumulate or depth == 3:  # the lane kernels log which lanes took each Gaussian
             sizes = np.empty(fids.shape[0], np.int64)
             kernels_cpu.footprint_sizes(*arrays[:2], arrays[3], *geometry, sizes)
             log_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-            ctx.lease = _LOGS.take(int(sizes.sum()))
-            alpha_log = ctx.lease.array
+            lane_masks = np.empty(int(sizes.sum()), np.uint16)
         kernels_cpu.composite_forward(
-            *arrays, *geometry, out_colors, out_alphas, last_ids, accumulate, log_offsets, alpha_log,
+            *arrays, *geometry, out_colors, out_alphas, last_ids, accumulate, log_offsets, lane_masks,
         )
-        ctx.log = (log_offsets, alpha_log)
+        ctx.log = (log_offsets, lane_masks)
         ctx.arrays, ctx.offsets, ctx.fids = arrays, offsets, fids
         ctx.geometry = (width, height, tile_size, tile_width, tile_height)
         ctx.out_alphas, ctx.last_ids = out_alphas, last_ids
