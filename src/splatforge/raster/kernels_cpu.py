@@ -41,37 +41,64 @@ COORD_LIMIT = np.float32(1e7)
 SLOT_MEAN2D, SLOT_CONIC, SLOT_OPACITY, SLOT_ABS_MEAN2D, SLOT_COLOR = 0, 2, 5, 6, 8
 
 
+# Per-Gaussian records: what the tile passes read of a Gaussian, packed into one 64-byte row by
+# `pack_gaussians` (one cache line per intersection instead of four, and the ellipse's extent
+# computed once per Gaussian instead of once per intersection and pass).
+RECORD = 16
+R_MX, R_MY, R_A, R_B, R_C, R_OPACITY, R_EX, R_EY, R_SIGMA_MAX, R_COLOR = range(10)
+FULL_EXTENT = np.float32(1e9)  # a degenerate conic: the box is the whole tile
+
+
 @numba.njit(cache=True, inline="always")
-def _pixel_box(mx, my, a, b, c, opacity, x_lo, x_hi, y_lo, y_hi):
-    """Pixel index range [x0, x1) x [y0, y1) inside the tile where alpha >= 1/255 is possible,
-    and sigma_max: pixels with a larger sigma are below 1/255 (so their exp can be skipped)."""
+def _extent(mx, my, a, b, c, opacity):
+    """Half-widths (ex, ey) of the ellipse where alpha >= 1/255 is possible (ex < 0: nowhere), and
+    sigma_max: pixels with a larger sigma are below 1/255."""
     if not (abs(mx) < COORD_LIMIT and abs(my) < COORD_LIMIT) or opacity * np.float32(255.0) < ONE:
-        return x_lo, x_lo, y_lo, y_lo, ONE
+        return -ONE, -ONE, ONE
     # alpha >= 1/255  <=>  sigma <= ln(255 o)  <=>  d^T Q d <= r2 with r2 = 2 ln(255 o); the
     # ellipse's half-widths are sqrt(r2 * Sigma_xx) and sqrt(r2 * Sigma_yy), with Sigma = Q^-1.
     half_r2 = math.log(opacity * np.float32(255.0))
     sigma_max = half_r2 * (ONE + BOX_SLACK_REL) + BOX_SLACK_REL
     det = a * c - b * b
     if not det > 0:
-        return x_lo, x_hi, y_lo, y_hi, sigma_max
+        return FULL_EXTENT, FULL_EXTENT, sigma_max
     r2 = np.float32(2.0) * half_r2
     ex = math.sqrt(r2 * c / det) * (ONE + BOX_SLACK_REL) + BOX_SLACK_ABS
     ey = math.sqrt(r2 * a / det) * (ONE + BOX_SLACK_REL) + BOX_SLACK_ABS
+    return ex, ey, sigma_max
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def pack_gaussians(means2d, conics, colors, opacities, records):
+    """records[g] = Gaussian g's mean, conic, opacity, extent (see `_extent`) and, with three
+    channels, its colour, at the R_* columns."""
+    for g in numba.prange(means2d.shape[0]):
+        mx, my = means2d[g, 0], means2d[g, 1]
+        a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+        op = opacities[g]
+        ex, ey, sigma_max = _extent(mx, my, a, b, c, op)
+        records[g, R_MX], records[g, R_MY], records[g, R_OPACITY] = mx, my, op
+        records[g, R_A], records[g, R_B], records[g, R_C] = a, b, c
+        records[g, R_EX], records[g, R_EY], records[g, R_SIGMA_MAX] = ex, ey, sigma_max
+        if colors.shape[1] == 3:
+            for k in range(3):
+                records[g, R_COLOR + k] = colors[g, k]
+
+
+@numba.njit(cache=True, inline="always")
+def _gaussian_in_tile(g, records, x_lo, x_hi, y_lo, y_hi):
+    """Gaussian g's mean, conic and opacity, its pixel index range [x0, x1) x [y0, y1) inside the
+    tile where alpha >= 1/255 is possible, and its sigma_max (see `_extent`)."""
+    mx, my = records[g, R_MX], records[g, R_MY]
+    a, b, c = records[g, R_A], records[g, R_B], records[g, R_C]
+    op, ex, ey = records[g, R_OPACITY], records[g, R_EX], records[g, R_EY]
+    if ex < 0:
+        return mx, my, a, b, c, op, x_lo, x_lo, y_lo, y_lo, ONE
     x0 = max(x_lo, min(x_hi, int(math.ceil(mx - ex - HALF))))
     x1 = max(x_lo, min(x_hi, int(math.floor(mx + ex - HALF)) + 1))
     y0 = max(y_lo, min(y_hi, int(math.ceil(my - ey - HALF))))
     y1 = max(y_lo, min(y_hi, int(math.floor(my + ey - HALF)) + 1))
-    return x0, x1, y0, y1, sigma_max
-
-
-@numba.njit(cache=True, inline="always")
-def _gaussian_in_tile(g, means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi):
-    """One Gaussian's mean, conic and opacity, and its pixel box in the tile (see `_pixel_box`)."""
-    mx, my = means2d[g, 0], means2d[g, 1]
-    a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
-    op = opacities[g]
-    x0, x1, y0, y1, sigma_max = _pixel_box(mx, my, a, b, c, op, x_lo, x_hi, y_lo, y_hi)
-    return mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max
+    return mx, my, a, b, c, op, x0, x1, y0, y1, records[g, R_SIGMA_MAX]
 
 
 @numba.njit(cache=True, inline="always")
@@ -196,14 +223,14 @@ def _lane_taken(mask, j):
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
-def footprint_sizes(means2d, conics, opacities, width, height, tile_size, tile_width, tile_height, offsets,
+def footprint_sizes(records, width, height, tile_size, tile_width, tile_height, offsets,
                     flatten_ids, sizes):
     """sizes[e] = intersection e's share of the lane kernels' log: its box rows times the chunks
     its box columns touch, one 16-bit lane mask each."""
     for run in numba.prange(offsets.shape[0] - 1):
         _, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
         for e in range(offsets[run], offsets[run + 1]):
-            box = _gaussian_in_tile(flatten_ids[e], means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
+            box = _gaussian_in_tile(flatten_ids[e], records, x_lo, x_hi, y_lo, y_hi)
             ch0, ch1 = _box_chunks(box[6], box[7], x_lo)
             sizes[e] = (box[9] - box[8]) * (ch1 - ch0) if box[7] > box[6] else 0
 
@@ -233,7 +260,7 @@ def _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op):
 
 
 @numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end, tile_size,
+def _accumulate_tile(records, colors, flatten_ids, start, end, tile_size,
                      image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, lane_masks):
     """One tile of the summed blend with any channel count, a lane chunk at a time (see LANES; three
     channels take `_forward_tile_rgb`). Logs the lane mask of every chunk a box touches for the
@@ -246,7 +273,7 @@ def _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end
     for e in range(start, end):
         g = flatten_ids[e]
         mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max = _gaussian_in_tile(
-            g, means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
+            g, records, x_lo, x_hi, y_lo, y_hi)
         if x1 <= x0:
             continue
         half_a = HALF * a
@@ -290,7 +317,7 @@ RGB_BACKWARD_Q = 8  # per lane: transmittance, final-transmittance term, 3 d los
 
 
 @numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_ids, start, end, tile_size,
+def _forward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, tile_size,
                       image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, lane_masks,
                       accumulate):
     _wide_vectors()
@@ -299,8 +326,10 @@ def _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_i
     nq = RGB_FORWARD_Q
     st = np.zeros(th * nch * nq * LANES, dtype=np.float32)
     last = np.full(th * nch * LANES, start - 1, dtype=np.int32)
+    chunk_live = np.empty(th * nch, dtype=np.int32)  # live lanes per chunk: a finished chunk is skipped
     for chunk in range(th * nch):  # transmittance 1; lanes past the tile's edge are never live
         edge = (chunk % nch) * LANES
+        chunk_live[chunk] = min(LANES, tw - edge)
         for j in range(LANES):
             st[chunk * nq * LANES + j] = ONE
             st[(chunk * nq + 1) * LANES + j] = ONE if edge + j < tw else ZERO
@@ -310,12 +339,12 @@ def _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_i
             break
         g = flatten_ids[e]
         mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max = _gaussian_in_tile(
-            g, means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
+            g, records, x_lo, x_hi, y_lo, y_hi)
         if x1 <= x0:
             continue
         half_a = HALF * a
         fe = np.int32(e)
-        c0, c1, c2 = colors[g, 0], colors[g, 1], colors[g, 2]
+        c0, c1, c2 = records[g, R_COLOR], records[g, R_COLOR + 1], records[g, R_COLOR + 2]
         ch0, ch1 = _box_chunks(x0, x1, x_lo)
         for py in range(y0, y1):
             _, row_term, b_dy = _row_terms(my, py, b, c)
@@ -326,6 +355,9 @@ def _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_i
                 px0 = x_lo + ch * LANES
                 finished = 0
                 mask = np.uint16(0)
+                if chunk_live[chunk] == 0:  # (alpha compositing only: summed blending never finishes)
+                    lane_masks[_log_start(log_offsets, e, py, y0, ch, ch0, ch1)] = mask
+                    continue
                 if accumulate:
                     for j in range(LANES):
                         raw, alpha, counts = _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op)
@@ -355,6 +387,7 @@ def _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_i
                         finished += 1 if ends else 0
                         mask |= _lane_bit(counts, j)
                 lane_masks[_log_start(log_offsets, e, py, y0, ch, ch0, ch1)] = mask
+                chunk_live[chunk] -= finished
                 n_live -= finished
     has_bg = backgrounds.shape[0] > 0 and not accumulate
     for py in range(y_lo, y_hi):
@@ -378,7 +411,7 @@ FASTMATH_SUMS = FASTMATH | {"reassoc"}
 
 
 @numba.njit(cache=True, fastmath=FASTMATH_SUMS, error_model="numpy")
-def _backward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_ids, start, end, tile_size,
+def _backward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, tile_size,
                        image, x_lo, x_hi, y_lo, y_hi, out_alphas, last_ids, v_colors, v_alphas, slots,
                        log_offsets, lane_masks, accumulate):
     _wide_vectors()
@@ -408,11 +441,11 @@ def _backward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_
     for e in range(e_max, start - 1, -1):
         g = flatten_ids[e]
         mx, my, a, b, c, op, x0, x1, y0, y1, _ = _gaussian_in_tile(
-            g, means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
+            g, records, x_lo, x_hi, y_lo, y_hi)
         if x1 <= x0:
             continue
         half_a = HALF * a
-        c0, c1, c2 = colors[g, 0], colors[g, 1], colors[g, 2]
+        c0, c1, c2 = records[g, R_COLOR], records[g, R_COLOR + 1], records[g, R_COLOR + 2]
         ch0, ch1 = _box_chunks(x0, x1, x_lo)
         sums[:] = ZERO
         for py in range(y0, y1):
@@ -470,10 +503,8 @@ def _backward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH, error_model="numpy")
 def composite_forward(
-    means2d,  # [M, 2]
-    conics,  # [M, 3]
+    records,  # [M, RECORD] from pack_gaussians
     colors,  # [M, D]
-    opacities,  # [M]
     backgrounds,  # [I, D], or [0, D] for none
     width,
     height,
@@ -501,12 +532,12 @@ def composite_forward(
         image, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
         start, end = offsets[run], offsets[run + 1]
         if depth == 3:
-            _forward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_ids, start, end, tile_size,
+            _forward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, tile_size,
                               image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets,
                               lane_masks, accumulate)
             continue
         if accumulate:
-            _accumulate_tile(means2d, conics, colors, opacities, flatten_ids, start, end, tile_size,
+            _accumulate_tile(records, colors, flatten_ids, start, end, tile_size,
                              image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, lane_masks)
             continue
         tw = x_hi - x_lo
@@ -521,7 +552,7 @@ def composite_forward(
                 break
             g = flatten_ids[e]
             mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max = _gaussian_in_tile(
-                g, means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
+                g, records, x_lo, x_hi, y_lo, y_hi)
             half_a = HALF * a
             for py in range(y0, y1):
                 dy, row_term, b_dy = _row_terms(my, py, b, c)
@@ -561,10 +592,8 @@ def composite_forward(
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH, error_model="numpy")
 def composite_backward(
-    means2d,  # [M, 2]
-    conics,  # [M, 3]
+    records,  # [M, RECORD] from pack_gaussians
     colors,  # [M, D]
-    opacities,  # [M]
     backgrounds,  # [I, D] or [0, D]
     width,
     height,
@@ -591,7 +620,7 @@ def composite_backward(
             continue
         image, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
         if depth == 3:
-            _backward_tile_rgb(means2d, conics, colors, opacities, backgrounds, flatten_ids, start, end, tile_size,
+            _backward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, tile_size,
                                image, x_lo, x_hi, y_lo, y_hi, out_alphas, last_ids, v_colors, v_alphas, slots,
                                log_offsets, lane_masks, accumulate)
             continue
@@ -621,7 +650,7 @@ def composite_backward(
         for e in range(e_max, start - 1, -1):
             g = flatten_ids[e]
             mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max = _gaussian_in_tile(
-                g, means2d, conics, opacities, x_lo, x_hi, y_lo, y_hi)
+                g, records, x_lo, x_hi, y_lo, y_hi)
             half_a = HALF * a
             ch0, ch1 = _box_chunks(x0, x1, x_lo)
             g_mx = g_my = g_a = g_b = g_c = g_op = g_absx = g_absy = np.float32(0.0)

@@ -19,6 +19,16 @@ def _np32(t: Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).contiguous().numpy()
 
 
+def _records(means2d: np.ndarray, conics: np.ndarray, colors: np.ndarray, opacities: np.ndarray) -> np.ndarray:
+    """The kernels' per-Gaussian records (see `kernels_cpu.pack_gaussians`), each 64-byte aligned."""
+    m, size = means2d.shape[0], kernels_cpu.RECORD
+    buffer = np.empty(m * size + size, np.float32)
+    skip = (-buffer.ctypes.data // 4) % size
+    records = buffer[skip:skip + m * size].reshape(m, size)
+    kernels_cpu.pack_gaussians(means2d, conics, colors, opacities, records)
+    return records
+
+
 def _run_offsets(isect_offsets: Tensor, n_isects: int) -> np.ndarray:
     flat = isect_offsets.detach().to("cpu", torch.int64).reshape(-1).numpy()
     return np.concatenate([flat, np.array([n_isects], dtype=np.int64)])
@@ -35,8 +45,10 @@ class _CompositeCPU(torch.autograd.Function):
         fids = flatten_ids.detach().to("cpu", torch.int32).contiguous().numpy()
         bg = _np32(backgrounds) if backgrounds is not None else np.zeros((0, depth), np.float32)
         m = opacities.numel()
-        arrays = (_np32(means2d).reshape(m, 2), _np32(conics).reshape(m, 3),
-                  _np32(colors).reshape(m, depth), _np32(opacities).reshape(m), bg)
+        colors_np = _np32(colors).reshape(m, depth)
+        records = _records(_np32(means2d).reshape(m, 2), _np32(conics).reshape(m, 3), colors_np,
+                           _np32(opacities).reshape(m))
+        arrays = (records, colors_np, bg)
         out_colors = np.empty((n_images, height, width, depth), np.float32)
         out_alphas = np.empty((n_images, height, width), np.float32)
         last_ids = np.empty((n_images, height, width), np.int32)
@@ -44,7 +56,7 @@ class _CompositeCPU(torch.autograd.Function):
         log_offsets, lane_masks = np.zeros(1, np.int64), np.zeros(1, np.uint16)
         if accumulate or depth == 3:  # the lane kernels log which lanes took each Gaussian
             sizes = np.empty(fids.shape[0], np.int64)
-            kernels_cpu.footprint_sizes(*arrays[:2], arrays[3], *geometry, sizes)
+            kernels_cpu.footprint_sizes(records, *geometry, sizes)
             log_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
             lane_masks = np.empty(int(sizes.sum()), np.uint16)
         kernels_cpu.composite_forward(
@@ -63,11 +75,11 @@ class _CompositeCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_render_colors, v_render_alphas):
-        means2d_np, conics_np, colors_np, opac_np, bg = ctx.arrays
-        n_isects, depth, m = ctx.fids.shape[0], colors_np.shape[1], means2d_np.shape[0]
+        records, colors_np, bg = ctx.arrays
+        n_isects, depth, m = ctx.fids.shape[0], colors_np.shape[1], records.shape[0]
         slots = np.zeros((n_isects, kernels_cpu.SLOT_COLOR + depth), np.float32)
         kernels_cpu.composite_backward(
-            means2d_np, conics_np, colors_np, opac_np, bg, *ctx.geometry, ctx.offsets, ctx.fids,
+            records, colors_np, bg, *ctx.geometry, ctx.offsets, ctx.fids,
             ctx.out_alphas, ctx.last_ids, _np32(v_render_colors), _np32(v_render_alphas[..., 0]),
             slots, ctx.accumulate, *ctx.log,
         )
