@@ -90,3 +90,30 @@ def test_exp_neg_is_within_1_5_ulp_of_exp():
     ulp = np.abs(got - want) / np.spacing(want.astype(np.float32)).astype(np.float64)
     assert ulp.max() <= 1.5, f"{ulp.max():.2f} ulp at s = {s[ulp.argmax()]}"
     assert got[s == 0].min() == 1.0
+
+
+def test_isect_tiles_sorts_each_tile_by_depth_keeping_ties_in_order():
+    """Against a plain stable sort of (tile, depth): ties, negative depths and -0.0 included."""
+    g = torch.Generator().manual_seed(4)
+    n = 300
+    means2d = torch.rand(n, 2, generator=g) * 64
+    radii = torch.randint(1, 12, (n, 2), generator=g, dtype=torch.int32)
+    depths = (torch.randint(-4, 5, (n,), generator=g) * 0.5).float()
+    depths[::7] = -0.0
+    depths[1::11] = 1e-30
+    image_ids = torch.randint(0, 2, (n,), generator=g)
+    order = torch.argsort(image_ids, stable=True)  # the entries of one image together, as the API passes them
+    means2d, radii, depths, image_ids = means2d[order], radii[order], depths[order], image_ids[order]
+    _, isect_ids, flatten_ids, offsets = isect_tiles(means2d, radii, depths, image_ids, 2, 16, 4, 4)
+    # reference: every (entry, tile) pair, sorted by (image, tile, depth, entry)
+    pairs = []
+    for i in range(n):
+        x, y = float(means2d[i, 0]) / 16, float(means2d[i, 1]) / 16
+        rx, ry = float(radii[i, 0]) / 16, float(radii[i, 1]) / 16
+        for ty in range(max(0, math.floor(y - ry)), min(4, math.ceil(y + ry))):
+            for tx in range(max(0, math.floor(x - rx)), min(4, math.ceil(x + rx))):
+                pairs.append((int(image_ids[i]), ty * 4 + tx, float(depths[i]), i))
+    pairs.sort(key=lambda p: (p[0], p[1], p[2], p[3]))  # -0.0 == 0.0: ties keep entry order
+    assert flatten_ids.tolist() == [p[3] for p in pairs]
+    assert (isect_ids >> 32).tolist() == [(p[0] << (16).bit_length() | p[1]) for p in pairs]  # gsplat: tile bits
+    assert offsets.reshape(-1)[1:].tolist() == sorted(offsets.reshape(-1)[1:].tolist())

@@ -713,9 +713,17 @@ def composite_backward(
 
 
 @numba.njit(cache=True)
-def sum_slots(flatten_ids, slots, out):
-    """out[flatten_ids[e]] += slots[e], in intersection order (deterministic)."""
+def sum_slots(flatten_ids, slots, xy, conic, opacity, absxy, color):
+    """Per-Gaussian sums of the intersections' gradient slots, in intersection order (deterministic),
+    straight into the gradient arrays (zeros): xy [M, 2], conic [M, 3], opacity [M], absxy [M, 2],
+    color [M, D]."""
     for e in range(flatten_ids.shape[0]):
         g = flatten_ids[e]
-        for k in range(slots.shape[1]):
-            out[g, k] += slots[e, k]
+        for k in range(2):
+            xy[g, k] += slots[e, SLOT_MEAN2D + k]
+            absxy[g, k] += slots[e, SLOT_ABS_MEAN2D + k]
+        for k in range(3):
+            conic[g, k] += slots[e, SLOT_CONIC + k]
+        opacity[g] += slots[e, SLOT_OPACITY]
+        for k in range(color.shape[1]):
+            color[g, k] += slots[e, SLOT_COLOR + k]

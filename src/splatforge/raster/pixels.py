@@ -83,18 +83,15 @@ class _CompositeCPU(torch.autograd.Function):
             ctx.out_alphas, ctx.last_ids, _np32(v_render_colors), _np32(v_render_alphas[..., 0]),
             slots, ctx.accumulate, *ctx.log,
         )
-        sums = np.zeros_like(slots, shape=(m, slots.shape[1]))
-        kernels_cpu.sum_slots(ctx.fids, slots, sums)
+        sums = {"xy": np.zeros((m, 2), np.float32), "conic": np.zeros((m, 3), np.float32),
+                "opacity": np.zeros(m, np.float32), "absxy": np.zeros((m, 2), np.float32),
+                "color": np.zeros((m, depth), np.float32)}
+        kernels_cpu.sum_slots(ctx.fids, slots, *sums.values())
         like = v_render_colors
         shape_xy, shape_conic, shape_color, shape_opacity = ctx.shapes
-        k = kernels_cpu
-        parts = {"xy": (sums[:, k.SLOT_MEAN2D:k.SLOT_MEAN2D + 2], shape_xy),
-                 "conic": (sums[:, k.SLOT_CONIC:k.SLOT_CONIC + 3], shape_conic),
-                 "opacity": (sums[:, k.SLOT_OPACITY], shape_opacity),
-                 "absxy": (sums[:, k.SLOT_ABS_MEAN2D:k.SLOT_ABS_MEAN2D + 2], shape_xy),
-                 "color": (sums[:, k.SLOT_COLOR:], shape_color)}
-        grads = {k: torch.from_numpy(np.ascontiguousarray(v)).reshape(shape).to(like.device, like.dtype)
-                 for k, (v, shape) in parts.items()}
+        shapes = {"xy": shape_xy, "conic": shape_conic, "opacity": shape_opacity, "absxy": shape_xy,
+                  "color": shape_color}
+        grads = {k: torch.from_numpy(v).reshape(shapes[k]).to(like.device, like.dtype) for k, v in sums.items()}
         if ctx.absgrad:
             ctx.means2d.absgrad = grads["absxy"]
         v_bg = None

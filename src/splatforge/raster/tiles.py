@@ -77,21 +77,31 @@ def _scatter(means2d, radii, depths, image_ids, tile_size, tile_width, tile_heig
 
 @numba.njit(cache=True, parallel=True)
 def _sort_runs(flatten_ids, keys, offsets, n_tiles, tile_bits):
-    """Sort each tile's run by depth (stable, so ties keep Gaussian order) and build gsplat's
-    isect ids: image << (tile_bits + 32) | tile << 32 | depth bits."""
+    """Sort each tile's run by depth (ties keep Gaussian order) and build gsplat's isect ids:
+    image << (tile_bits + 32) | tile << 32 | depth bits. Each entry is sorted as one 64-bit
+    integer, its depth's bits made order-preserving over the high half and its place in the run
+    the low half: one plain integer sort, no index indirection."""
     n_keys = offsets.shape[0] - 1
     isect_ids = np.empty(flatten_ids.shape[0], dtype=np.int64)
     for k in numba.prange(n_keys):
         s, e = offsets[k], offsets[k + 1]
         if e == s:
             continue
-        order = np.argsort(keys[s:e], kind="mergesort")
-        flatten_ids[s:e] = flatten_ids[s:e][order]
-        depth_bits = keys[s:e][order].view(np.uint32)
+        bits = keys[s:e].view(np.uint32)
+        packed = np.empty(e - s, dtype=np.uint64)
+        for j in range(e - s):
+            b = np.uint64(bits[j]) if bits[j] != np.uint32(0x80000000) else np.uint64(0)  # -0 ties +0
+            # IEEE floats order as integers once negatives have all bits flipped, positives the sign bit
+            order = b ^ np.uint64(0xFFFFFFFF) if b >> np.uint64(31) else b | np.uint64(0x80000000)
+            packed[j] = (order << np.uint64(32)) | np.uint64(j)
+        packed.sort()
+        ids = flatten_ids[s:e].copy()
         image, tile = k // n_tiles, k % n_tiles
         prefix = ((np.int64(image) << tile_bits) | np.int64(tile)) << 32
         for j in range(e - s):
-            isect_ids[s + j] = prefix | np.int64(depth_bits[j])
+            src = np.int64(packed[j] & np.uint64(0xFFFFFFFF))
+            flatten_ids[s + j] = ids[src]
+            isect_ids[s + j] = prefix | np.int64(bits[src])
     return isect_ids
 
 
