@@ -26,6 +26,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 ALPHA_MIN = np.float32(1.0 / 255.0)
@@ -83,6 +84,33 @@ def pack_gaussians(means2d, conics, colors, opacities, records):
         if colors.shape[1] == 3:
             for k in range(3):
                 records[g, R_COLOR + k] = colors[g, k]
+
+
+@intrinsic
+def _prefetch_row(typingctx, array, row):
+    """Ask the CPU to fetch row `row` of a 2D array into cache (LLVM's prefetch: a hint, no fault)."""
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        view = context.make_array(array_type)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        row_index = context.cast(builder, args[1], signature.args[1], types.intp)
+        pointer = cgutils.get_item_pointer(context, builder, array_type, view, [row_index, zero], wraparound=False)
+        i32 = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]), "llvm.prefetch.p0")
+        builder.call(prefetch, [pointer, i32(0), i32(3), i32(1)])  # read, keep in all levels, data
+        return context.get_dummy_value()
+    return types.none(array, row), codegen
+
+
+PREFETCH_AHEAD = 4  # intersections: the records of a tile's Gaussians lie all over memory
+
+
+@numba.njit(cache=True, inline="always")
+def _prefetch_record(records, flatten_ids, e, start, end):
+    """Start fetching intersection e's record (if e is in [start, end)) while earlier ones are processed."""
+    if e >= start and e < end:
+        _prefetch_row(records, flatten_ids[e])
 
 
 @numba.njit(cache=True, inline="always")
@@ -230,6 +258,7 @@ def footprint_sizes(records, width, height, tile_size, tile_width, tile_height, 
     for run in numba.prange(offsets.shape[0] - 1):
         _, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
         for e in range(offsets[run], offsets[run + 1]):
+            _prefetch_record(records, flatten_ids, e + PREFETCH_AHEAD, offsets[run], offsets[run + 1])
             box = _gaussian_in_tile(flatten_ids[e], records, x_lo, x_hi, y_lo, y_hi)
             ch0, ch1 = _box_chunks(box[6], box[7], x_lo)
             sizes[e] = (box[9] - box[8]) * (ch1 - ch0) if box[7] > box[6] else 0
@@ -271,6 +300,7 @@ def _accumulate_tile(records, colors, flatten_ids, start, end, tile_size,
     nq = 2 + depth  # per lane: sum of alphas, this Gaussian's weight, colour sums
     st = np.zeros((y_hi - y_lo) * nch * nq * LANES, dtype=np.float32)
     for e in range(start, end):
+        _prefetch_record(records, flatten_ids, e + PREFETCH_AHEAD, start, end)
         g = flatten_ids[e]
         mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max = _gaussian_in_tile(
             g, records, x_lo, x_hi, y_lo, y_hi)
@@ -335,6 +365,7 @@ def _forward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, til
             st[(chunk * nq + 1) * LANES + j] = ONE if edge + j < tw else ZERO
     n_live = tw * th
     for e in range(start, end):
+        _prefetch_record(records, flatten_ids, e + PREFETCH_AHEAD, start, end)
         if n_live == 0:  # every later intersection lies past every pixel's last: never read back
             break
         g = flatten_ids[e]
@@ -439,6 +470,7 @@ def _backward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, ti
             v_alpha = v_alphas[image, py, px]
             st[base + LANES] = v_alpha if accumulate else t_final * (v_alpha - bg_dot)
     for e in range(e_max, start - 1, -1):
+        _prefetch_record(records, flatten_ids, e - PREFETCH_AHEAD, start, end)
         g = flatten_ids[e]
         mx, my, a, b, c, op, x0, x1, y0, y1, _ = _gaussian_in_tile(
             g, records, x_lo, x_hi, y_lo, y_hi)
