@@ -19,6 +19,7 @@ import torch
 from .project import ALPHA_THRESHOLD, MAX_EXTEND, Projection
 
 PINHOLE, ORTHO = 0, 1
+PROJECTION_FASTMATH = {"contract", "arcp", "nsz"}  # FMAs and reciprocals: a few ulp, same on every run
 
 
 # Everything per (camera, Gaussian) lives in scalar locals: 3x3 matrices as 9-tuples (row-major),
@@ -112,13 +113,28 @@ def _image_covariance(cov, j00, j02, j11, j12):
 def project_forward(means, quats, scales, opacities, viewmats, ks, width, height, eps2d, near, far, radius_clip,
                     model, calc_comp, radii, means2d, depths, conics, comps):
     n_batch, n = means.shape[0], means.shape[1]
-    for task in numba.prange(n_batch * n):
-        _forward_one(task // n, task % n, means, quats, scales, opacities, viewmats, ks, width, height, eps2d, near,
-                     far, radius_clip, model, calc_comp, radii, means2d, depths, conics, comps)
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    for task in numba.prange(n_batch * n_chunks):
+        b, first = task // n_chunks, (task % n_chunks) * CHUNK
+        _forward_chunk(b, first, min(first + CHUNK, n), means, quats, scales, opacities, viewmats, ks, width, height,
+                       eps2d, near, far, radius_clip, model, calc_comp, radii, means2d, depths, conics, comps)
 
 
-# (the per-Gaussian work is its own function: Numba's parallel analysis does not follow tuples of tuples)
-@numba.njit(cache=True, error_model="numpy")
+# The per-Gaussian work runs in a function of its own, called once per chunk of Gaussians: Numba's
+# parallel analysis does not follow tuples of tuples, and a call per Gaussian passing a dozen arrays
+# cost as much as the work.
+CHUNK = 512
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=PROJECTION_FASTMATH)
+def _forward_chunk(b, first, last, means, quats, scales, opacities, viewmats, ks, width, height, eps2d, near, far,
+                   radius_clip, model, calc_comp, radii, means2d, depths, conics, comps):
+    for g in range(first, last):
+        _forward_one(b, g, means, quats, scales, opacities, viewmats, ks, width, height, eps2d, near, far, radius_clip,
+                     model, calc_comp, radii, means2d, depths, conics, comps)
+
+
+@numba.njit(cache=True, inline="always")
 def _forward_one(b, g, means, quats, scales, opacities, viewmats, ks, width, height, eps2d, near, far, radius_clip,
                  model, calc_comp, radii, means2d, depths, conics, comps):
     n_cams = viewmats.shape[1]
@@ -166,12 +182,22 @@ def _forward_one(b, g, means, quats, scales, opacities, viewmats, ks, width, hei
 def project_backward(means, quats, scales, viewmats, ks, width, height, eps2d, near, far, model, calc_comp,
                      v_means2d, v_depths, v_conics, v_comps, v_means, v_quats, v_scales):
     n_batch, n = means.shape[0], means.shape[1]
-    for task in numba.prange(n_batch * n):
-        _backward_one(task // n, task % n, means, quats, scales, viewmats, ks, width, height, eps2d, near, far, model,
-                      calc_comp, v_means2d, v_depths, v_conics, v_comps, v_means, v_quats, v_scales)
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    for task in numba.prange(n_batch * n_chunks):
+        b, first = task // n_chunks, (task % n_chunks) * CHUNK
+        _backward_chunk(b, first, min(first + CHUNK, n), means, quats, scales, viewmats, ks, width, height, eps2d, near,
+                        far, model, calc_comp, v_means2d, v_depths, v_conics, v_comps, v_means, v_quats, v_scales)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", fastmath=PROJECTION_FASTMATH)
+def _backward_chunk(b, first, last, means, quats, scales, viewmats, ks, width, height, eps2d, near, far, model,
+                    calc_comp, v_means2d, v_depths, v_conics, v_comps, v_means, v_quats, v_scales):
+    for g in range(first, last):
+        _backward_one(b, g, means, quats, scales, viewmats, ks, width, height, eps2d, near, far, model, calc_comp,
+                      v_means2d, v_depths, v_conics, v_comps, v_means, v_quats, v_scales)
+
+
+@numba.njit(cache=True, inline="always")
 def _backward_one(b, g, means, quats, scales, viewmats, ks, width, height, eps2d, near, far, model, calc_comp,
                   v_means2d, v_depths, v_conics, v_comps, v_means, v_quats, v_scales):
     n_cams = viewmats.shape[1]
