@@ -28,7 +28,7 @@ MARKS = (15, 30, 60, 120, 180, 240, 300)  # seconds of training at which the tes
 ROWS = {
     "mcmc-50k": dict(strategy="mcmc", random_init=True, init_num_points=50_000, cap_max=50_000,
                      init_opacity=0.5, init_scale=0.5, refine_start_iter=100, refine_every=100,
-                     sh_degree_interval=300),
+                     sh_degree_interval=300, max_steps=6000),  # enough steps to fill 180 s
     "default": dict(strategy="default", refine_start_iter=200, refine_every=100, refine_stop_iter=2500,
                     reset_every=1500, sh_degree_interval=300),
 }
