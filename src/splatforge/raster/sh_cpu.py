@@ -100,21 +100,30 @@ def _unit(dx, dy, dz):
     return dx * inv, dy * inv, dz * inv, inv
 
 
+CHUNK = 256  # Gaussians per parallel task
+
+
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def sh_forward(dirs, coeffs, k_count):  # [C, N, 3], [N, K, 3] -> [C, N, 3]
     n_cams, n = dirs.shape[0], dirs.shape[1]
     out = np.empty((n_cams, n, 3), dtype=dirs.dtype)
-    for i in numba.prange(n):
-        basis = np.empty(16, dtype=np.float64)
-        for c in range(n_cams):
-            x, y, z, _ = _unit(dirs[c, i, 0], dirs[c, i, 1], dirs[c, i, 2])
-            _basis(x, y, z, k_count, basis)
-            for ch in range(3):
-                acc = 0.0
-                for k in range(k_count):
-                    acc += basis[k] * coeffs[i, k, ch]
-                out[c, i, ch] = acc
+    for task in numba.prange((n + CHUNK - 1) // CHUNK):
+        basis = np.empty(16, dtype=np.float64)  # scratch per task: an allocation per Gaussian cost more than its work
+        for i in range(task * CHUNK, min(task * CHUNK + CHUNK, n)):
+            _forward_one(dirs, coeffs, k_count, i, n_cams, basis, out)
     return out
+
+
+@numba.njit(inline="always", fastmath=FASTMATH)
+def _forward_one(dirs, coeffs, k_count, i, n_cams, basis, out):
+    for c in range(n_cams):
+        x, y, z, _ = _unit(dirs[c, i, 0], dirs[c, i, 1], dirs[c, i, 2])
+        _basis(x, y, z, k_count, basis)
+        for ch in range(3):
+            acc = 0.0
+            for k in range(k_count):
+                acc += basis[k] * coeffs[i, k, ch]
+            out[c, i, ch] = acc
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
@@ -122,26 +131,32 @@ def sh_backward(dirs, coeffs, k_count, v_out, need_dirs):  # -> v_dirs [C, N, 3]
     n_cams, n = dirs.shape[0], dirs.shape[1]
     v_coeffs = np.zeros(coeffs.shape, dtype=coeffs.dtype)
     v_dirs = np.zeros(dirs.shape if need_dirs else (0, 0, 3), dtype=dirs.dtype)
-    for i in numba.prange(n):
+    for task in numba.prange((n + CHUNK - 1) // CHUNK):
         basis = np.empty(16, dtype=np.float64)
         w = np.empty(16, dtype=np.float64)
-        for c in range(n_cams):
-            x, y, z, inv = _unit(dirs[c, i, 0], dirs[c, i, 1], dirs[c, i, 2])
-            _basis(x, y, z, k_count, basis)
-            g0, g1, g2 = v_out[c, i, 0], v_out[c, i, 1], v_out[c, i, 2]
-            for k in range(k_count):
-                v_coeffs[i, k, 0] += basis[k] * g0
-                v_coeffs[i, k, 1] += basis[k] * g1
-                v_coeffs[i, k, 2] += basis[k] * g2
-            if need_dirs and k_count > 1:
-                for k in range(k_count):
-                    w[k] = coeffs[i, k, 0] * g0 + coeffs[i, k, 1] * g1 + coeffs[i, k, 2] * g2
-                gx, gy, gz = _basis_grad(x, y, z, k_count, w)
-                radial = gx * x + gy * y + gz * z  # d/d(unnormalized d) = (I - u u^T) g / |d|
-                v_dirs[c, i, 0] = (gx - radial * x) * inv
-                v_dirs[c, i, 1] = (gy - radial * y) * inv
-                v_dirs[c, i, 2] = (gz - radial * z) * inv
+        for i in range(task * CHUNK, min(task * CHUNK + CHUNK, n)):
+            _backward_one(dirs, coeffs, k_count, v_out, need_dirs, i, n_cams, basis, w, v_coeffs, v_dirs)
     return v_dirs, v_coeffs
+
+
+@numba.njit(inline="always", fastmath=FASTMATH)
+def _backward_one(dirs, coeffs, k_count, v_out, need_dirs, i, n_cams, basis, w, v_coeffs, v_dirs):
+    for c in range(n_cams):
+        x, y, z, inv = _unit(dirs[c, i, 0], dirs[c, i, 1], dirs[c, i, 2])
+        _basis(x, y, z, k_count, basis)
+        g0, g1, g2 = v_out[c, i, 0], v_out[c, i, 1], v_out[c, i, 2]
+        for k in range(k_count):
+            v_coeffs[i, k, 0] += basis[k] * g0
+            v_coeffs[i, k, 1] += basis[k] * g1
+            v_coeffs[i, k, 2] += basis[k] * g2
+        if need_dirs and k_count > 1:
+            for k in range(k_count):
+                w[k] = coeffs[i, k, 0] * g0 + coeffs[i, k, 1] * g1 + coeffs[i, k, 2] * g2
+            gx, gy, gz = _basis_grad(x, y, z, k_count, w)
+            radial = gx * x + gy * y + gz * z  # d/d(unnormalized d) = (I - u u^T) g / |d|
+            v_dirs[c, i, 0] = (gx - radial * x) * inv
+            v_dirs[c, i, 1] = (gy - radial * y) * inv
+            v_dirs[c, i, 2] = (gz - radial * z) * inv
 
 
 class _SHColors(torch.autograd.Function):
