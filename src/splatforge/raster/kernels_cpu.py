@@ -200,7 +200,9 @@ def _wide_vectors(typingctx):
     CPUs without AVX-512 are unaffected. (LLVM's own string attribute, which llvmlite's attribute
     set does not list, so it is added to the set directly.)"""
     def codegen(context, builder, signature, args):
-        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        attributes = builder.function.attributes
+        if isinstance(attributes, set):  # (a hint: any other llvmlite keeps its default width)
+            set.add(attributes, '"prefer-vector-width"="512"')
         return context.get_dummy_value()
     return types.none(), codegen
 
