@@ -12,26 +12,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
+from _timing import timed
 
 import splatforge
 from splatforge.io.points_capture import load_point_capture
 
 DEFAULT_GARDEN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "test_garden.npz"
-
-
-def timed(fn, repeats):
-    """Median milliseconds of `repeats` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(1000.0 * (time.perf_counter() - start))
-    return statistics.median(times)
 
 
 def forward_and_backward(scene, backend, backward):

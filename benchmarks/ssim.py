@@ -12,26 +12,13 @@ Numba kernels).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _timing import timed
 
 from splatforge.core.metrics import _ssim_torch, ssim
 
 SIZES = ((256, 256, 3), (768, 512, 3))
-
-
-def timed(fn, repeats):
-    """Median milliseconds of `repeats` calls after three warm-up calls."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(1000.0 * (time.perf_counter() - start))
-    return statistics.median(times)
 
 
 def make_run(metric, image, target, backward):
@@ -55,7 +42,7 @@ def main(argv=None):
     for shape in SIZES:
         target = torch.rand(shape, generator=g)
         image = (target + 0.1 * torch.randn(shape, generator=g)).clamp(0, 1)
-        row = [timed(make_run(metric, image, target, backward), args.repeats)
+        row = [timed(make_run(metric, image, target, backward), args.repeats, warmup=3)
                for metric in (_ssim_torch, ssim) for backward in (False, True)]
         size = "x".join(str(s) for s in shape)
         print(f"{size:>12} | {row[0]:9.2f} {row[1]:9.2f} | {row[2]:9.2f} {row[3]:9.2f} | "

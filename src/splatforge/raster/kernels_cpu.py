@@ -114,6 +114,15 @@ def _prefetch_record(records, flatten_ids, e, start, end):
 
 
 @numba.njit(cache=True, inline="always")
+def _intersection(e, ahead, records, flatten_ids, start, end, x_lo, x_hi, y_lo, y_hi):
+    """Intersection e's Gaussian g and what `_gaussian_in_tile` gives of it, having asked for the
+    record of intersection `ahead` (the lane passes' next intersections but PREFETCH_AHEAD)."""
+    _prefetch_record(records, flatten_ids, ahead, start, end)
+    g = flatten_ids[e]
+    return (g,) + _gaussian_in_tile(g, records, x_lo, x_hi, y_lo, y_hi)
+
+
+@numba.njit(cache=True, inline="always")
 def _gaussian_in_tile(g, records, x_lo, x_hi, y_lo, y_hi):
     """Gaussian g's mean, conic and opacity, its pixel index range [x0, x1) x [y0, y1) inside the
     tile where alpha >= 1/255 is possible, and its sigma_max (see `_extent`)."""
@@ -261,10 +270,10 @@ def footprint_sizes(records, width, height, tile_size, tile_width, tile_height, 
     for run in numba.prange(offsets.shape[0] - 1):
         _, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
         for e in range(offsets[run], offsets[run + 1]):
-            _prefetch_record(records, flatten_ids, e + PREFETCH_AHEAD, offsets[run], offsets[run + 1])
-            box = _gaussian_in_tile(flatten_ids[e], records, x_lo, x_hi, y_lo, y_hi)
-            ch0, ch1 = _box_chunks(box[6], box[7], x_lo)
-            sizes[e] = (box[9] - box[8]) * (ch1 - ch0) if box[7] > box[6] else 0
+            x0, x1, y0, y1 = _intersection(e, e + PREFETCH_AHEAD, records, flatten_ids, offsets[run],
+                                           offsets[run + 1], x_lo, x_hi, y_lo, y_hi)[7:11]
+            ch0, ch1 = _box_chunks(x0, x1, x_lo)
+            sizes[e] = (y1 - y0) * (ch1 - ch0) if x1 > x0 else 0
 
 
 # FMA contraction and reciprocal division: a few ulp of difference, same result on every run.
@@ -303,10 +312,8 @@ def _accumulate_tile(records, colors, flatten_ids, start, end, tile_size,
     nq = 2 + depth  # per lane: sum of alphas, this Gaussian's weight, colour sums
     st = np.zeros((y_hi - y_lo) * nch * nq * LANES, dtype=np.float32)
     for e in range(start, end):
-        _prefetch_record(records, flatten_ids, e + PREFETCH_AHEAD, start, end)
-        g = flatten_ids[e]
-        mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max = _gaussian_in_tile(
-            g, records, x_lo, x_hi, y_lo, y_hi)
+        g, mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max = _intersection(
+            e, e + PREFETCH_AHEAD, records, flatten_ids, start, end, x_lo, x_hi, y_lo, y_hi)
         if x1 <= x0:
             continue
         half_a = HALF * a
@@ -368,12 +375,10 @@ def _forward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, til
             st[(chunk * nq + 1) * LANES + j] = ONE if edge + j < tw else ZERO
     n_live = tw * th
     for e in range(start, end):
-        _prefetch_record(records, flatten_ids, e + PREFETCH_AHEAD, start, end)
         if n_live == 0:  # every later intersection lies past every pixel's last: never read back
             break
-        g = flatten_ids[e]
-        mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max = _gaussian_in_tile(
-            g, records, x_lo, x_hi, y_lo, y_hi)
+        g, mx, my, a, b, c, op, x0, x1, y0, y1, sigma_max = _intersection(
+            e, e + PREFETCH_AHEAD, records, flatten_ids, start, end, x_lo, x_hi, y_lo, y_hi)
         if x1 <= x0:
             continue
         half_a = HALF * a
@@ -473,10 +478,8 @@ def _backward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, ti
             v_alpha = v_alphas[image, py, px]
             st[base + LANES] = v_alpha if accumulate else t_final * (v_alpha - bg_dot)
     for e in range(e_max, start - 1, -1):
-        _prefetch_record(records, flatten_ids, e - PREFETCH_AHEAD, start, end)
-        g = flatten_ids[e]
-        mx, my, a, b, c, op, x0, x1, y0, y1, _ = _gaussian_in_tile(
-            g, records, x_lo, x_hi, y_lo, y_hi)
+        g, mx, my, a, b, c, op, x0, x1, y0, y1, _ = _intersection(
+            e, e - PREFETCH_AHEAD, records, flatten_ids, start, end, x_lo, x_hi, y_lo, y_hi)
         if x1 <= x0:
             continue
         half_a = HALF * a
