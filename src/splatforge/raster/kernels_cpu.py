@@ -245,10 +245,11 @@ def _box_chunks(x0, x1, x_lo):
 
 
 @numba.njit(cache=True, inline="always")
-def _log_start(log_offsets, e, py, y0, ch, ch0, ch1):
-    """Where intersection e's log holds the lane mask of chunk ch in box row py: its masks are
-    laid out row by row, each row the chunks [ch0, ch1) the box touches (see `footprint_sizes`)."""
-    return log_offsets[e] + (py - y0) * (ch1 - ch0) + ch - ch0
+def _log_start(log_stride, e, py, y0, ch, ch0, ch1):
+    """Where intersection e's log holds the lane mask of chunk ch in box row py. Each intersection
+    owns `log_stride` masks (a tile's rows times its chunks: room for any box, so no pass has to
+    size the boxes first), filled row by row with the chunks [ch0, ch1) the box touches."""
+    return e * log_stride + (py - y0) * (ch1 - ch0) + ch - ch0
 
 
 @numba.njit(cache=True, inline="always")
@@ -260,20 +261,6 @@ def _lane_bit(counts, j):
 @numba.njit(cache=True, inline="always")
 def _lane_taken(mask, j):
     return (mask >> np.uint16(j)) & np.uint16(1) != 0
-
-
-@numba.njit(cache=True, parallel=True, error_model="numpy")
-def footprint_sizes(records, width, height, tile_size, tile_width, tile_height, offsets,
-                    flatten_ids, sizes):
-    """sizes[e] = intersection e's share of the lane kernels' log: its box rows times the chunks
-    its box columns touch, one 16-bit lane mask each."""
-    for run in numba.prange(offsets.shape[0] - 1):
-        _, x_lo, x_hi, y_lo, y_hi = _tile_bounds(run, tile_size, tile_width, tile_height, width, height)
-        for e in range(offsets[run], offsets[run + 1]):
-            x0, x1, y0, y1 = _intersection(e, e + PREFETCH_AHEAD, records, flatten_ids, offsets[run],
-                                           offsets[run + 1], x_lo, x_hi, y_lo, y_hi)[7:11]
-            ch0, ch1 = _box_chunks(x0, x1, x_lo)
-            sizes[e] = (y1 - y0) * (ch1 - ch0) if x1 > x0 else 0
 
 
 # FMA contraction and reciprocal division: a few ulp of difference, same result on every run.
@@ -302,7 +289,7 @@ def _lane_alpha(j, px0, x0, x1, mx, half_a, row_term, b_dy, sigma_max, op):
 
 @numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _accumulate_tile(records, colors, flatten_ids, start, end, tile_size,
-                     image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, lane_masks):
+                     image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_stride, lane_masks):
     """One tile of the summed blend with any channel count, a lane chunk at a time (see LANES; three
     channels take `_forward_tile_rgb`). Logs the lane mask of every chunk a box touches for the
     backward pass."""
@@ -330,7 +317,7 @@ def _accumulate_tile(records, colors, flatten_ids, start, end, tile_size,
                     w = alpha if counts else ZERO
                     st[base + U(j)] += w
                     st[base + U(LANES + j)] = w
-                lane_masks[_log_start(log_offsets, e, py, y0, ch, ch0, ch1)] = mask
+                lane_masks[_log_start(log_stride, e, py, y0, ch, ch0, ch1)] = mask
                 for k in range(depth):
                     ck = colors[g, k]
                     for j in range(LANES):
@@ -358,7 +345,7 @@ RGB_BACKWARD_Q = 8  # per lane: transmittance, final-transmittance term, 3 d los
 
 @numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _forward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, tile_size,
-                      image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, lane_masks,
+                      image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_stride, lane_masks,
                       accumulate):
     _wide_vectors()
     nch = (tile_size + LANES - 1) // LANES
@@ -395,7 +382,7 @@ def _forward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, til
                 finished = 0
                 mask = np.uint16(0)
                 if chunk_live[chunk] == 0:  # (alpha compositing only: summed blending never finishes)
-                    lane_masks[_log_start(log_offsets, e, py, y0, ch, ch0, ch1)] = mask
+                    lane_masks[_log_start(log_stride, e, py, y0, ch, ch0, ch1)] = mask
                     continue
                 if accumulate:
                     for j in range(LANES):
@@ -425,7 +412,7 @@ def _forward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, til
                         st[u + U(LANES)] = ZERO if ends else st[u + U(LANES)]
                         finished += 1 if ends else 0
                         mask |= _lane_bit(counts, j)
-                lane_masks[_log_start(log_offsets, e, py, y0, ch, ch0, ch1)] = mask
+                lane_masks[_log_start(log_stride, e, py, y0, ch, ch0, ch1)] = mask
                 chunk_live[chunk] -= finished
                 n_live -= finished
     has_bg = backgrounds.shape[0] > 0 and not accumulate
@@ -452,7 +439,7 @@ FASTMATH_SUMS = FASTMATH | {"reassoc"}
 @numba.njit(cache=True, fastmath=FASTMATH_SUMS, error_model="numpy")
 def _backward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, tile_size,
                        image, x_lo, x_hi, y_lo, y_hi, out_alphas, last_ids, v_colors, v_alphas, slots,
-                       log_offsets, lane_masks, accumulate):
+                       log_stride, lane_masks, accumulate):
     _wide_vectors()
     has_bg = backgrounds.shape[0] > 0 and not accumulate
     nch = (tile_size + LANES - 1) // LANES
@@ -489,7 +476,7 @@ def _backward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, ti
         for py in range(y0, y1):
             dy, row_term, b_dy = _row_terms(my, py, b, c)
             for ch in range(ch0, ch1):
-                mask = lane_masks[_log_start(log_offsets, e, py, y0, ch, ch0, ch1)]
+                mask = lane_masks[_log_start(log_stride, e, py, y0, ch, ch0, ch1)]
                 if mask == 0:  # no pixel of the chunk took the Gaussian: nothing to undo or add
                     continue
                 base = U(((py - y_lo) * nch + ch) * nq * LANES)
@@ -555,14 +542,14 @@ def composite_forward(
     out_alphas,  # [I, H, W]
     last_ids,  # [I, H, W] int32: last intersection each pixel used (run start - 1 if none)
     accumulate,  # False: front-to-back alpha compositing; True: order-free sum of alpha * colour
-    log_offsets,  # lane kernels: [n_isects] start of each intersection's chunks in `lane_masks`
+    log_stride,  # lane kernels: masks per intersection in `lane_masks`, tile_size * ceil(tile_size / LANES)
     lane_masks,  # lane kernels: out, uint16 per chunk of each box row: bit j set if lane j took the Gaussian
 ):
     """With `accumulate`, colours are sum(alpha_i c_i) and alphas sum(alpha_i) (GaussianImage's
     accumulated blending): no transmittance, no early stop, no background.
 
-    Three channels, or `accumulate`, run the lane kernels, which fill `lane_masks` (sized by
-    `footprint_sizes`) for the backward pass; other calls take the per-pixel kernels and ignore it."""
+    Three channels, or `accumulate`, run the lane kernels, which fill `lane_masks` ([n_isects *
+    log_stride] uint16) for the backward pass; other calls take the per-pixel kernels and ignore it."""
     n_runs = offsets.shape[0] - 1
     depth = colors.shape[1]
     has_bg = backgrounds.shape[0] > 0
@@ -571,12 +558,12 @@ def composite_forward(
         start, end = offsets[run], offsets[run + 1]
         if depth == 3:
             _forward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, tile_size,
-                              image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets,
+                              image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_stride,
                               lane_masks, accumulate)
             continue
         if accumulate:
             _accumulate_tile(records, colors, flatten_ids, start, end, tile_size,
-                             image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_offsets, lane_masks)
+                             image, x_lo, x_hi, y_lo, y_hi, out_colors, out_alphas, last_ids, log_stride, lane_masks)
             continue
         tw = x_hi - x_lo
         npix = tw * (y_hi - y_lo)
@@ -646,7 +633,7 @@ def composite_backward(
     v_alphas,  # [I, H, W] gradient of the rendered alphas
     slots,  # [n_isects, 8 + D] out, zeros: per-intersection gradients, columns SLOT_* below
     accumulate,  # as in composite_forward
-    log_offsets,  # as in composite_forward
+    log_stride,  # as in composite_forward
     lane_masks,  # written by composite_forward
 ):
     n_runs = offsets.shape[0] - 1
@@ -660,7 +647,7 @@ def composite_backward(
         if depth == 3:
             _backward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, tile_size,
                                image, x_lo, x_hi, y_lo, y_hi, out_alphas, last_ids, v_colors, v_alphas, slots,
-                               log_offsets, lane_masks, accumulate)
+                               log_stride, lane_masks, accumulate)
             continue
         tw = x_hi - x_lo
         npix = tw * (y_hi - y_lo)
@@ -699,7 +686,7 @@ def composite_backward(
                 if accumulate:  # the forward pass logged a lane mask per chunk of the box's rows
                     for px in range(x0, x1):
                         ch = (px - x_lo) // LANES
-                        mask = lane_masks[_log_start(log_offsets, e, py, y0, ch, ch0, ch1)]
+                        mask = lane_masks[_log_start(log_stride, e, py, y0, ch, ch0, ch1)]
                         j = px - x_lo - ch * LANES
                         if not _lane_taken(mask, j):
                             continue

@@ -53,16 +53,14 @@ class _CompositeCPU(torch.autograd.Function):
         out_alphas = np.empty((n_images, height, width), np.float32)
         last_ids = np.empty((n_images, height, width), np.int32)
         geometry = (width, height, tile_size, tile_width, tile_height, offsets, fids)
-        log_offsets, lane_masks = np.zeros(1, np.int64), np.zeros(1, np.uint16)
+        log_stride, lane_masks = 0, np.zeros(1, np.uint16)
         if accumulate or depth == 3:  # the lane kernels log which lanes took each Gaussian
-            sizes = np.empty(fids.shape[0], np.int64)
-            kernels_cpu.footprint_sizes(records, *geometry, sizes)
-            log_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-            lane_masks = np.empty(int(sizes.sum()), np.uint16)
+            log_stride = tile_size * -(-tile_size // kernels_cpu.LANES)
+            lane_masks = np.empty(fids.shape[0] * log_stride, np.uint16)
         kernels_cpu.composite_forward(
-            *arrays, *geometry, out_colors, out_alphas, last_ids, accumulate, log_offsets, lane_masks,
+            *arrays, *geometry, out_colors, out_alphas, last_ids, accumulate, log_stride, lane_masks,
         )
-        ctx.log = (log_offsets, lane_masks)
+        ctx.log = (log_stride, lane_masks)
         ctx.arrays, ctx.offsets, ctx.fids = arrays, offsets, fids
         ctx.geometry = (width, height, tile_size, tile_width, tile_height)
         ctx.out_alphas, ctx.last_ids = out_alphas, last_ids
