@@ -91,3 +91,30 @@ def test_missing_photo_and_mixed_sizes(tmp_path):
     write_photos(root, [missing], size=(32, 24))
     with pytest.raises(SplatforgeError, match=f"{missing} is 32x24, but camera"):
         load_capture(root)
+
+
+def test_distorted_photos_at_a_downscale_are_read_once_undistorted_then_resized(tmp_path, monkeypatch):
+    from splatforge.io.colmap import undistort_image
+    from splatforge.train import data
+
+    root, poses, _ = capture(tmp_path)
+    reads = []
+    real_load = data.load_image
+    monkeypatch.setattr(data, "load_image", lambda path, **kw: reads.append(path.name) or real_load(path, **kw))
+    cap = load_capture(root, downscale=2, test_every=0)
+    model = cap.model
+    name = next(im.name for im in model.images if model.cameras[im.camera_id].is_distorted)
+    assert reads.count(name) == 1
+    assert not (root / "images_2_cache" / (name + ".png")).exists()  # no half-size copy of the distorted photo
+    camera = model.cameras[next(im.camera_id for im in model.images if im.name == name)]
+    full = np.asarray(Image.open(root / "images" / name), dtype=np.float32) / 255
+    want = np.asarray(Image.fromarray((undistort_image(full, camera) * 255 + 0.5).astype(np.uint8)).resize(
+        (32, 24), Image.LANCZOS), dtype=np.float32) / 255
+    view = next(v for v in cap.train if v.name == name)
+    np.testing.assert_array_equal(view.image, want)
+    # with images_2/ present, its photo's size is kept (here one pixel narrower than rounding gives)
+    (root / "images_2").mkdir()
+    for other in poses:
+        Image.new("RGB", (31, 24)).save(root / "images_2" / other)
+    cap = load_capture(root, downscale=2, test_every=0)
+    assert {v.image.shape for v in cap.train} == {(24, 31, 3)}

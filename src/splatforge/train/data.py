@@ -86,11 +86,39 @@ def _read_photo(root: Path, name: str, downscale: int, max_pixels: int | None) -
     if not resize:
         return photo
     h, w = photo.shape[:2]
-    small = Image.fromarray((photo * 255 + 0.5).astype(np.uint8)).resize(
-        (max(1, round(w / downscale)), max(1, round(h / downscale))), Image.LANCZOS)
+    small = _resized(photo, (max(1, round(w / downscale)), max(1, round(h / downscale))))
     cached.parent.mkdir(parents=True, exist_ok=True)
     small.save(cached)
     return np.asarray(small, dtype=np.float32) / 255.0
+
+
+def _resized(photo: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    return Image.fromarray((photo * 255 + 0.5).astype(np.uint8)).resize(size, Image.LANCZOS)
+
+
+def _read_undistorted(root: Path, name: str, camera, downscale: int, max_pixels: int | None) -> np.ndarray:
+    """A distorted camera's photo, undistorted, at 1/downscale. The lens model is for the full-size
+    photo, so that is read (once) and undistorted, then resized to the size `images_N/` has for it
+    (its header only) or, without that folder, to the size `_read_photo` would make."""
+    path = root / "images" / name
+    if not path.is_file():
+        raise SplatforgeError(f"{path}: listed in the COLMAP model but missing on disk")
+    photo = load_image(path, max_pixels=max_pixels)
+    h, w = photo.shape[:2]
+    if (w, h) != (camera.width, camera.height):
+        raise SplatforgeError(f"{path} is {w}x{h}, but camera {camera.camera_id} is {camera.width}x{camera.height}")
+    photo = undistort_image(photo, camera)
+    if downscale == 1:
+        return photo
+    folder, resize = _image_folder(root, downscale)
+    if resize:
+        size = (max(1, round(w / downscale)), max(1, round(h / downscale)))
+    else:
+        if not (folder / name).is_file():
+            raise SplatforgeError(f"{folder / name}: listed in the COLMAP model but missing on disk")
+        with Image.open(folder / name) as small:
+            size = small.size
+    return np.asarray(_resized(photo, size), dtype=np.float32) / 255.0
 
 
 def load_capture(
@@ -119,7 +147,10 @@ def load_capture(
     size = None
     for index, im in enumerate(model.images):
         camera = model.cameras[im.camera_id]
-        photo = _read_photo(root, im.name, downscale, max_pixels)
+        if camera.is_distorted:
+            photo = _read_undistorted(root, im.name, camera, downscale, max_pixels)
+        else:
+            photo = _read_photo(root, im.name, downscale, max_pixels)
         h, w = photo.shape[:2]
         sx, sy = w / camera.width, h / camera.height
         if abs(sx - 1.0 / downscale) > 0.02 or abs(sy - 1.0 / downscale) > 0.02:
@@ -130,12 +161,6 @@ def load_capture(
             raise SplatforgeError(f"{im.name} is {w}x{h} but earlier images are {size[0]}x{size[1]}; "
                                   "images of mixed sizes are not supported")
         size = (w, h)
-        if camera.is_distorted:
-            full_size = load_image(root / "images" / im.name, max_pixels=max_pixels) if downscale > 1 else photo
-            photo = undistort_image(full_size, camera)
-            if downscale > 1:
-                photo = np.asarray(Image.fromarray((photo * 255 + 0.5).astype(np.uint8)).resize((w, h), Image.LANCZOS),
-                                   dtype=np.float32) / 255.0
         k = camera.K.copy()
         k[0] *= sx
         k[1] *= sy
