@@ -106,3 +106,80 @@ def test_default_resolver_result_is_checked(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
     with pytest.raises(UrlRefused, match="192.168.7.7"):
         fetch_url("http://photos.example.net/a.png", UrlPolicy())
+
+
+class _BrokenServer:
+    """On 127.0.0.1: reads a request's first bytes, then fails it: `garbage` answers a line that is
+    neither HTTP nor TLS, `hang-up` closes the connection, `mute` never answers."""
+
+    def __init__(self, behaviour: str):
+        import socket
+        import threading
+
+        self.behaviour = behaviour
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1024)
+                if self.behaviour == "garbage":
+                    conn.sendall(b"garbage\r\n\r\n")
+                elif self.behaviour == "mute":
+                    self.done.wait(10)
+
+    def close(self):
+        import socket
+
+        self.done.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(15)
+
+
+@pytest.fixture
+def opened_sockets(monkeypatch):
+    """Every socket fetch.py opens, through the real socket.create_connection."""
+    import socket
+
+    opened = []
+    real = socket.create_connection
+
+    def counting(*args, **kwargs):
+        sock = real(*args, **kwargs)
+        opened.append(sock)
+        return sock
+
+    monkeypatch.setattr(socket, "create_connection", counting)
+    return opened
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("behaviour", ["garbage", "hang-up", "mute"])
+def test_the_connection_is_closed_when_the_request_fails(opened_sockets, behaviour, scheme, method):
+    from splatforge.serve.fetch import request_url
+
+    server = _BrokenServer(behaviour)
+    try:
+        url = f"{scheme}://127.0.0.1:{server.port}/image.png"
+        policy = UrlPolicy(allow=(f"127.0.0.1:{server.port}",), connect_timeout=2, read_timeout=0.3)
+        with pytest.raises(UrlRefused, match="cannot fetch|TLS failed|did not answer"):
+            request_url(url, policy, method=method, body=b"{}" if method == "POST" else None)
+    finally:
+        server.close()
+    assert len(opened_sockets) == 1
+    assert opened_sockets[0].fileno() == -1, "the socket of the failed request is still open"

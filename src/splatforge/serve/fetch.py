@@ -175,8 +175,14 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 def _open(target: _Target, policy: UrlPolicy, method: str, body: Optional[bytes], headers: dict):
     cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     conn = cls(target, policy)
-    conn.request(method, target.path, body=body, headers={"User-Agent": "splatforge-serve", **headers})
-    return conn, conn.getresponse()
+    try:
+        conn.request(method, target.path, body=body, headers={"User-Agent": "splatforge-serve", **headers})
+        return conn, conn.getresponse()
+    except BaseException:
+        # http.client closes the socket itself only on ConnectionError; a timeout or a bad status
+        # line would leave it open until garbage collection.
+        conn.close()
+        raise
 
 
 def request_url(url: str, policy: UrlPolicy, *, method: str = "GET", body: Optional[bytes] = None,
