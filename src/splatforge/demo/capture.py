@@ -11,6 +11,11 @@ Cameras sit on three orbits around the scene (15, 35 and 55 degrees up, each tur
 against the one below) at 3.6 units from the point they look at, with a 55 degree horizontal
 field of view. Everything is fixed by the seed; `demo.json` records the parameters, so asking
 again for the same capture returns at once.
+
+`sky=True` photographs the outdoor variant (a sky with clouds and a sun glow above far hills, at
+infinity: see `scene.Sky`); `elevations` sets the orbits' heights (degrees above the horizon).
+The SfM points are sampled only on surfaces, so none lies in the sky or on the far hills, as in
+a real reconstruction. `make_sky_capture` is that capture with orbits low enough to see the sky.
 """
 
 from __future__ import annotations
@@ -43,13 +48,18 @@ POINT_COLOR_NOISE = 3.0  # standard deviation, in 8-bit levels
 MANIFEST = "demo.json"
 
 
-def demo_cameras(num_views: int, width: int, height: int, look_at=(0.0, 0.0, 0.3)) -> tuple[np.ndarray, np.ndarray]:
+SKY_ELEVATIONS_DEGREES = (2.0, 9.0, 18.0)  # low orbits: the horizon and sky fill the upper part of most photos
+
+
+def demo_cameras(num_views: int, width: int, height: int, look_at=(0.0, 0.0, 0.3),
+                 elevations=ELEVATIONS_DEGREES) -> tuple[np.ndarray, np.ndarray]:
     """World-to-camera matrices [num_views, 4, 4] and intrinsics [num_views, 3, 3] of the demo's
-    orbits, ring by ring from the lowest; views are split as evenly as the rings allow."""
-    rings = len(ELEVATIONS_DEGREES)
+    orbits (one per elevation, degrees), ring by ring from the first; views are split as evenly as
+    the rings allow."""
+    rings = len(elevations)
     counts = [num_views // rings + (1 if r < num_views % rings else 0) for r in range(rings)]
     viewmats = []
-    for ring, (count, elevation) in enumerate(zip(counts, ELEVATIONS_DEGREES)):
+    for ring, (count, elevation) in enumerate(zip(counts, elevations)):
         if count == 0:
             continue
         start = 0.5 * ring * 360.0 / count  # interleave the rings' azimuths
@@ -161,10 +171,16 @@ def _write_model(sparse_dir: Path, names: list[str], viewmats: np.ndarray, k: np
     rec.write_binary(str(sparse_dir))
 
 
-def _manifest(num_views: int, width: int, height: int, seed: int, num_points: int) -> dict:
-    return {"generator": "splatforge.demo", "version": FORMAT_VERSION, "num_views": num_views, "width": width,
-            "height": height, "seed": seed, "num_points": num_points, "samples_per_side": SAMPLES_PER_SIDE,
-            "fov_x_degrees": FOV_X_DEGREES, "background": list(make_scene(seed).background)}
+def _manifest(num_views: int, width: int, height: int, seed: int, num_points: int, sky: bool,
+              elevations: tuple) -> dict:
+    manifest = {"generator": "splatforge.demo", "version": FORMAT_VERSION, "num_views": num_views, "width": width,
+                "height": height, "seed": seed, "num_points": num_points, "samples_per_side": SAMPLES_PER_SIDE,
+                "fov_x_degrees": FOV_X_DEGREES, "background": list(make_scene(seed).background)}
+    if sky:  # only then, so the default capture's manifest (and an existing capture) stays as it was
+        manifest["sky"] = True
+    if tuple(elevations) != ELEVATIONS_DEGREES:
+        manifest["elevations"] = [float(e) for e in elevations]
+    return manifest
 
 
 def _view_names(num_views: int) -> list[str]:
@@ -201,7 +217,8 @@ def _check_int(name: str, value, low: int, high: int) -> int:
 
 
 def make_demo_capture(out_dir: str | os.PathLike, *, num_views: int = 48, width: int = 256, height: int = 256,
-                      seed: int = 0, num_points: int = 4000, progress: bool = False) -> Path:
+                      seed: int = 0, num_points: int = 4000, progress: bool = False, sky: bool = False,
+                      elevations: tuple = ELEVATIONS_DEGREES) -> Path:
     """Render the demo scene (see `splatforge.demo.scene`) from `num_views` cameras and write a
     COLMAP capture to `out_dir` (see the module docstring); returns `out_dir`.
 
@@ -214,6 +231,8 @@ def make_demo_capture(out_dir: str | os.PathLike, *, num_views: int = 48, width:
         seed: picks the scene (objects, colours, light) and the SfM points.
         num_points: how many SfM points to write (1-1,000,000).
         progress: show a progress bar while rendering.
+        sky: an outdoor sky and far hills at infinity instead of the black background.
+        elevations: the orbits' heights, degrees above the horizon (each in -10..89), low to high.
 
     Raises:
         SplatforgeError: bad arguments, or `out_dir` is a file or a folder with other contents.
@@ -223,10 +242,16 @@ def make_demo_capture(out_dir: str | os.PathLike, *, num_views: int = 48, width:
     height = _check_int("height", height, 16, 4096)
     seed = _check_int("seed", seed, 0, 2**31 - 1)
     num_points = _check_int("num_points", num_points, 1, 1_000_000)
+    try:
+        elevations = tuple(float(e) for e in elevations)
+    except (TypeError, ValueError):
+        raise SplatforgeError(f"elevations must be numbers (degrees), got {elevations!r}") from None
+    if not elevations or len(elevations) > num_views or not all(-10.0 <= e <= 89.0 for e in elevations):
+        raise SplatforgeError(f"elevations must be 1 to num_views angles in [-10, 89] degrees, got {elevations!r}")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SplatforgeError(f"{out_dir}: exists and is not a folder; pick a folder for the demo capture")
-    manifest = _manifest(num_views, width, height, seed, num_points)
+    manifest = _manifest(num_views, width, height, seed, num_points, bool(sky), elevations)
     if _is_complete(out_dir, manifest):
         return out_dir
     if out_dir.is_dir() and any(out_dir.iterdir()):
@@ -236,9 +261,9 @@ def make_demo_capture(out_dir: str | os.PathLike, *, num_views: int = 48, width:
         _clear_previous(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    scene = make_scene(seed)
+    scene = make_scene(seed, sky=bool(sky))
     packed = pack_scene(scene)
-    viewmats, Ks = demo_cameras(num_views, width, height, scene.look_at)
+    viewmats, Ks = demo_cameras(num_views, width, height, scene.look_at, elevations)
     names = _view_names(num_views)
     bar = None
     if progress:
@@ -264,3 +289,12 @@ def make_demo_capture(out_dir: str | os.PathLike, *, num_views: int = 48, width:
     _write_model(out_dir / "sparse" / "0", names, viewmats, Ks[0], width, height, noisy, colors, seen, xy)
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir
+
+
+def make_sky_capture(out_dir: str | os.PathLike, *, num_views: int = 48, width: int = 256, height: int = 256,
+                     seed: int = 0, num_points: int = 4000, progress: bool = False) -> Path:
+    """The outdoor demo capture: `make_demo_capture` with `sky=True` on low orbits
+    (SKY_ELEVATIONS_DEGREES) that see the horizon, the far hills and the sky. Every 8th view, which
+    `load_capture` holds out, lies between two training views of its orbit."""
+    return make_demo_capture(out_dir, num_views=num_views, width=width, height=height, seed=seed,
+                             num_points=num_points, progress=progress, sky=True, elevations=SKY_ELEVATIONS_DEGREES)

@@ -1,8 +1,9 @@
 """Numba kernels of the demo ray caster: per-ray intersection, normals, solid textures, shading.
 
 The scene arrives packed (see `raycast.PackedScene`): shape kinds [S] and parameters [S, 8],
-texture kinds [S], parameters [S, 13] and seeds [S], and lighting [5] = (light direction towards
-the light, intensity, ambient). Each ray or pixel is computed independently by one thread, so
+texture kinds [S], parameters [S, 13] and seeds [S], lighting [5] = (light direction towards
+the light, intensity, ambient), and a sky [SKY_PARAMS] (all zero: none, rays that miss see the
+background colour; see `sky_radiance`). Each ray or pixel is computed independently by one thread, so
 results do not depend on the thread count.
 """
 
@@ -18,6 +19,7 @@ CHECKER, STRIPES, NOISE, GRADIENT = 0, 1, 2, 3
 T_MIN = 1e-6  # rays start this far from their origin (scene units)
 SHADOW_OFFSET = 1e-4  # shadow rays leave the surface along its normal by this much
 INF = np.inf
+SKY_PARAMS = 20
 
 
 @numba.njit(cache=True)
@@ -250,8 +252,47 @@ def encode_srgb(x):
     return 12.92 * x if x <= 0.0031308 else 1.055 * x ** (1.0 / 2.4) - 0.055
 
 
+@numba.njit(cache=True)
+def sky_radiance(sky, dx, dy, dz):
+    """Linear RGB seen along the unit direction d from anywhere (an environment at infinity).
+
+    sky: [0] 1 when there is a sky, zenith colour [1:4], horizon colour [4:7], direction towards
+    the sun [7:10], sun glow strength [10], cloud cover in [0, 1] [11], cloud cell size (on the
+    plane one unit up) [12], noise seed [13], hill colour [14:17], hill height and its variation
+    (radians of elevation) [17:19]. Below the hills' ridge (which varies smoothly with azimuth)
+    the ray sees far hills, darker towards the ground; above it the sky: a gradient from the
+    horizon colour to the zenith colour, a glow around the sun and soft value-noise clouds."""
+    seed = np.int64(sky[13])
+    elevation = math.asin(_clip(dz, -1.0, 1.0))
+    azimuth = math.atan2(dy, dx)
+    ridge = sky[17] + sky[18] * (value_noise(2.5 * math.cos(azimuth) + 7.0, 2.5 * math.sin(azimuth) + 7.0, 0.5,
+                                             seed + 11) * 0.7
+                                 + value_noise(7.0 * math.cos(azimuth), 7.0 * math.sin(azimuth), 3.5, seed + 12) * 0.3)
+    if elevation < ridge:
+        depth = _clip((ridge - elevation) / max(sky[17] + sky[18], 1e-6), 0.0, 1.0)
+        shade = 0.75 + 0.5 * value_noise(12.0 * math.cos(azimuth), 12.0 * math.sin(azimuth), 40.0 * elevation,
+                                         seed + 13)
+        gain = shade * (1.0 - 0.45 * depth)
+        return sky[14] * gain, sky[15] * gain, sky[16] * gain
+    t = math.sqrt(_clip(elevation / (0.5 * math.pi), 0.0, 1.0))
+    r = sky[4] + t * (sky[1] - sky[4])
+    g = sky[5] + t * (sky[2] - sky[5])
+    b = sky[6] + t * (sky[3] - sky[6])
+    cos_sun = dx * sky[7] + dy * sky[8] + dz * sky[9]
+    if cos_sun > 0.0:
+        glow = sky[10] * (cos_sun ** 24 + 0.25 * cos_sun ** 4)
+        r, g, b = r + glow, g + 0.85 * glow, b + 0.6 * glow
+    if dz > 0.02 and sky[11] > 0.0:
+        px, py = dx / dz / sky[12], dy / dz / sky[12]
+        n = (value_noise(px, py, 0.0, seed) + 0.5 * value_noise(2.0 * px, 2.0 * py, 1.0, seed + 1)) / 1.5
+        cover = _fade(_clip((n - (1.0 - sky[11])) / 0.2, 0.0, 1.0)) * _clip((dz - 0.02) / 0.15, 0.0, 1.0)
+        white = 0.8 + 0.2 * value_noise(3.0 * px, 3.0 * py, 2.0, seed + 2)
+        r, g, b = r + cover * (white - r), g + cover * (white - g), b + cover * (white * 1.02 - b)
+    return r, g, b
+
+
 @numba.njit(cache=True, parallel=True)
-def render_kernel(kinds, params, tex_kinds, tex_params, tex_seeds, lighting, background,
+def render_kernel(kinds, params, tex_kinds, tex_params, tex_seeds, lighting, background, sky,
                   rot, origin, fx, fy, cx, cy, offsets, image, depth, index):
     """Fill image [H, W, 3] (sRGB of the linear mean over `offsets` [S, 2] sub-pixel samples), depth and
     index [H, W] (camera z and shape index of the ray through each pixel centre).
@@ -276,9 +317,15 @@ def render_kernel(kinds, params, tex_kinds, tex_params, tex_seeds, lighting, bac
                     depth[j, i] = t / norm if s >= 0 else INF  # camera z = t * (d . forward) = t / norm
                     continue
                 if s < 0:
-                    acc_r += background[0]
-                    acc_g += background[1]
-                    acc_b += background[2]
+                    if sky[0] > 0.0:
+                        r, g, b = sky_radiance(sky, dx, dy, dz)
+                        acc_r += r
+                        acc_g += g
+                        acc_b += b
+                    else:
+                        acc_r += background[0]
+                        acc_g += background[1]
+                        acc_b += background[2]
                     continue
                 r, g, b = shade(kinds, params, tex_kinds, tex_params, tex_seeds, lighting, s,
                                 ox + t * dx, oy + t * dy, oz + t * dz, dx, dy, dz)

@@ -15,13 +15,13 @@ The first call compiles the kernels (several seconds, then cached on disk).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import SplatforgeError
 from . import kernels
-from .scene import Box, Cylinder, GroundDisk, Scene, Sphere, Texture
+from .scene import Box, Cylinder, GroundDisk, Scene, Sky, Sphere, Texture
 
 _TEXTURE_CODES = {"checker": kernels.CHECKER, "stripes": kernels.STRIPES, "noise": kernels.NOISE,
                   "gradient": kernels.GRADIENT}
@@ -38,6 +38,7 @@ class PackedScene:
     tex_seeds: np.ndarray  # [S] int64
     lighting: np.ndarray  # [5] float64: direction towards the light (3), intensity, ambient
     background: np.ndarray  # [3] float64, linear RGB
+    sky: np.ndarray = field(default_factory=lambda: np.zeros(kernels.SKY_PARAMS))  # see kernels.sky_radiance
 
     @property
     def geometry(self) -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +55,20 @@ def _pack_texture(texture: Texture) -> tuple[int, np.ndarray, int]:
     tp = np.array([*texture.color_a, *texture.color_b, texture.scale, *axis, texture.offset, texture.softness,
                    texture.tint], dtype=np.float64)
     return _TEXTURE_CODES[texture.kind], tp, int(texture.seed)
+
+
+def pack_sky(sky: Sky | None, sun: np.ndarray) -> np.ndarray:
+    """The kernels' sky parameters (see `kernels.sky_radiance`); all zero for no sky."""
+    out = np.zeros(kernels.SKY_PARAMS)
+    if sky is None:
+        return out
+    out[0] = 1.0
+    out[1:4], out[4:7] = sky.zenith, sky.horizon
+    out[7:10] = sun
+    out[10:14] = sky.sun_glow, sky.cloud_cover, sky.cloud_size, sky.seed
+    out[14:17] = sky.hills
+    out[17:19] = np.radians(sky.hill_height_degrees), np.radians(sky.hill_variation_degrees)
+    return out
 
 
 def pack_scene(scene: Scene) -> PackedScene:
@@ -90,6 +105,7 @@ def pack_scene(scene: Scene) -> PackedScene:
         tex_seeds=np.array([t[2] for t in tex], dtype=np.int64),
         lighting=np.array([*light, scene.light_intensity, scene.ambient], dtype=np.float64),
         background=srgb_to_linear(np.asarray(scene.background, dtype=np.float64)),
+        sky=pack_sky(scene.sky, light),
     )
 
 
@@ -222,7 +238,7 @@ class RenderedView:
     shape_index: np.ndarray  # [H, W] int64 index into scene.shapes at each pixel centre, -1 for none
 
     @property
-    def mask(self) -> np.ndarray:  # [H, W] bool: a surface (not background) at the pixel centre
+    def mask(self) -> np.ndarray:  # [H, W] bool: a surface (not background or sky) at the pixel centre
         return self.shape_index >= 0
 
 
@@ -247,7 +263,7 @@ def render_view(scene: Scene | PackedScene, viewmat: np.ndarray, K: np.ndarray, 
     image = np.empty((height, width, 3), dtype=np.float32)
     depth = np.empty((height, width))
     index = np.empty((height, width), dtype=np.int64)
-    kernels.render_kernel(*packed.shading, packed.background, rot, origin, K[0, 0], K[1, 1], K[0, 2], K[1, 2],
+    kernels.render_kernel(*packed.shading, packed.background, packed.sky, rot, origin, K[0, 0], K[1, 1], K[0, 2], K[1, 2],
                           offsets, image, depth, index)
     return RenderedView(image, depth, index)
 

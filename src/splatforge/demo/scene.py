@@ -12,7 +12,11 @@ World frame: metres-ish units, z up, the ground is the plane z = 0. The scene is
   shadows, plus ambient light, Lambert shading only. Shading is view-independent (no specular), so
   a splat model can reproduce it with low-degree SH;
 - a plain background colour (black by default, the trainer's default background) beyond the
-  ground disk: a constant colour needs no Gaussians at all.
+  ground disk: a constant colour needs no Gaussians at all;
+- or, with `sky=True`, an outdoor environment at infinity instead of that colour (`Sky`): a sky
+  gradient with a glow around the sun (the light's direction) and soft clouds, above a ring of
+  far hills whose ridge varies with azimuth. Being at infinity it has no parallax and no surface a
+  camera could triangulate, as a real sky and far background: no SfM point covers it.
 
 Colours are computed in linear RGB; `raycast.render_view` averages its sub-pixel samples and
 encodes sRGB. Texture features are at least ~0.1 units wide and edges are softened, so at
@@ -121,6 +125,22 @@ Shape = Sphere | Box | Cylinder | GroundDisk
 
 
 @dataclass(frozen=True)
+class Sky:
+    """An environment at infinity seen by rays that miss every shape (see `kernels.sky_radiance`).
+    Colours are linear RGB; the sun sits in the scene's light direction."""
+
+    zenith: tuple[float, float, float] = (0.16, 0.32, 0.72)
+    horizon: tuple[float, float, float] = (0.62, 0.72, 0.85)
+    sun_glow: float = 0.6  # extra radiance around the sun
+    cloud_cover: float = 0.45  # fraction of the sky under cloud, 0-1
+    cloud_size: float = 0.6  # cloud cell size on a plane one unit above the eye
+    hills: tuple[float, float, float] = (0.10, 0.16, 0.07)  # far hills' colour
+    hill_height_degrees: float = 1.0  # lowest ridge above the horizon
+    hill_variation_degrees: float = 5.0  # ridge height varies up to this much more with azimuth
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Scene:
     """Shapes (the ground first), lighting and background; see the module docstring."""
 
@@ -132,6 +152,7 @@ class Scene:
     look_at: tuple[float, float, float] = (0.0, 0.0, 0.3)  # where the demo cameras aim
     seed: int = 0
     names: tuple[str, ...] = field(default=())
+    sky: Sky | None = None  # an environment at infinity instead of the background colour
 
     def describe(self) -> list[str]:
         """One line per shape: what it is and how it is textured."""
@@ -174,8 +195,9 @@ def _unit(v: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(c) for c in v / np.linalg.norm(v))
 
 
-def make_scene(seed: int = 0, background: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Scene:
-    """The demo scene for `seed` (same seed, same scene); see the module docstring."""
+def make_scene(seed: int = 0, background: tuple[float, float, float] = (0.0, 0.0, 0.0), sky: bool = False) -> Scene:
+    """The demo scene for `seed` (same seed, same scene); see the module docstring. `sky` puts an
+    outdoor sky and far hills (`Sky`, drawn from the seed) where the background colour would be."""
     if not (len(background) == 3 and all(0.0 <= float(c) <= 1.0 for c in background)):
         raise SplatforgeError(f"background must be three sRGB values in [0, 1], got {background!r}")
     rng = np.random.default_rng(seed)
@@ -211,10 +233,13 @@ def make_scene(seed: int = 0, background: tuple[float, float, float] = (0.0, 0.0
     elevation = math.radians(50.0)
     light = _unit((math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
                    math.sin(elevation)))
+    # drawn after everything else, from its own stream, so the shapes of a seed do not depend on `sky`
+    sky_rng = np.random.default_rng([seed, 7])
     return Scene(
         shapes=(GroundDisk(GROUND_RADIUS, ground_tex), striped, marbled, checkered, column, slab),
         light_direction=light,
         background=tuple(float(c) for c in background),
         seed=seed,
         names=("ground", "striped sphere", "marbled sphere", "checkered box", "gradient column", "striped slab"),
+        sky=Sky(cloud_cover=float(sky_rng.uniform(0.35, 0.55)), seed=int(sky_rng.integers(0, 2**31))) if sky else None,
     )
