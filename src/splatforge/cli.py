@@ -1,106 +1,150 @@
-"""`splatforge` command line: one thin subcommand per job, each a call into the library."""
+"""`splatforge` command line: one thin subcommand per job, each a call into the library.
 
-from __future__ import annotations
+The dispatcher here only knows the subcommands' names and one-line help. Each area has a module
+with `register(commands)` that adds its subcommands (see `splatforge._cli_util.Commands.add`);
+a command's options are a dataclass that tyro turns into flags, built only when that command
+runs. To add an area, write `splatforge/NAME_cli.py` with a `register(commands)` and list
+"NAME_cli" in COMMAND_MODULES.
+"""
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Annotated, Optional, Sequence
 
-from ._cli_util import add_dataclass_options, dataclass_from_args
-from .errors import SplatforgeError
+from ._cli_util import PROG, Command, Commands, flattened, parse_options, run_command
+
+COMMAND_MODULES = ["cli", "train_cli", "view_cli", "serve_cli", "predict_cli", "ship_cli"]
+DESCRIPTION = "Gaussian splatting on any machine."
 
 
-def _cmd_info(args: argparse.Namespace) -> None:
+def register(commands: Commands) -> None:
+    """`info`, `fit` and `fit-render`."""
+    commands.add("info", "describe a splat PLY: count, SH degree, bounds, size", _info_options, _cmd_info)
+    commands.add("fit", "represent an image with N 2D Gaussians", _fit_options, _cmd_fit)
+    commands.add("fit-render", "re-render a saved fit at another resolution", _fit_render_options, _cmd_fit_render)
+
+
+def _info_options():
+    import tyro
+
+    @dataclass
+    class InfoOptions:
+        file: tyro.conf.Positional[Path]  # a splat PLY
+
+    return InfoOptions
+
+
+def _cmd_info(opts) -> None:
     from .io.ply import describe_ply, format_description
 
-    print(format_description(describe_ply(args.file)))
+    print(format_description(describe_ply(opts.file)))
 
 
-def _cmd_fit(args: argparse.Namespace) -> None:
+def _fit_options():
+    import tyro
+
+    from .fit2d import FitConfig
+
+    @dataclass
+    class FitOptions:
+        image: tyro.conf.Positional[Path]  # the image to represent
+        output: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("out/fit")  # output folder
+        render_scale: float = 1.0  # also re-render the fit at this many times its size (resolution-free)
+        quiet: bool = False  # no progress bar
+        config: flattened(FitConfig) = field(default_factory=FitConfig)
+
+    return FitOptions
+
+
+def _cmd_fit(opts) -> None:
     from .core.images import load_image, save_image
-    from .fit2d import FitConfig, fit_image, render_fit, save_fit
+    from .fit2d import fit_image, render_fit, save_fit
 
-    cfg = dataclass_from_args(FitConfig, args)
-    target = load_image(args.image, max_pixels=cfg.max_pixels)
-    result = fit_image(target, config=cfg, progress=not args.quiet)
-    paths = save_fit(result, args.output, target=target)
+    cfg = opts.config
+    target = load_image(opts.image, max_pixels=cfg.max_pixels)
+    result = fit_image(target, config=cfg, progress=not opts.quiet)
+    paths = save_fit(result, opts.output, target=target)
     m = result.metrics
     print(f"{m['num_gaussians']:,} Gaussians, {m['steps']} steps on {m['width']}x{m['height']}: "
           f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, {m['seconds']:.2f} s ({m['steps_per_second']:.0f} steps/s)")
-    if args.render_scale != 1.0:
-        scaled = render_fit(args.output, scale=args.render_scale)
-        paths["scaled"] = save_image(Path(args.output) / f"render_x{args.render_scale:g}.png", scaled)
+    if opts.render_scale != 1.0:
+        scaled = render_fit(opts.output, scale=opts.render_scale)
+        paths["scaled"] = save_image(Path(opts.output) / f"render_x{opts.render_scale:g}.png", scaled)
     for name, path in paths.items():
         print(f"  {name}: {path}")
 
 
-def _cmd_fit_render(args: argparse.Namespace) -> None:
+def _fit_render_options():
+    import tyro
+
+    @dataclass
+    class FitRenderOptions:
+        fit: tyro.conf.Positional[Path]  # a fit's output folder or its gaussians.npz
+        scale: float = 2.0  # times the fitted image's size
+        output: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("out/fit/render_scaled.png")  # PNG to write
+
+    return FitRenderOptions
+
+
+def _cmd_fit_render(opts) -> None:
     from .core.images import save_image
     from .fit2d import render_fit
 
-    image = render_fit(args.fit, scale=args.scale)
-    path = save_image(args.output, image)
+    image = render_fit(opts.fit, scale=opts.scale)
+    path = save_image(opts.output, image)
     print(f"{path}: {image.shape[1]}x{image.shape[0]}")
 
 
-def _add_fit(sub) -> None:
-    from .fit2d import FitConfig
-
-    p = sub.add_parser("fit", help="represent an image with N 2D Gaussians")
-    p.add_argument("image", type=Path)
-    p.add_argument("-o", "--output", type=Path, default=Path("out/fit"))
-    p.add_argument("--render-scale", type=float, default=1.0,
-                   help="also re-render the fit at this many times its size (resolution-free)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_dataclass_options(p, FitConfig)
-    p.set_defaults(func=_cmd_fit)
-    r = sub.add_parser("fit-render", help="re-render a saved fit at another resolution")
-    r.add_argument("fit", type=Path, help="a fit's output folder or its gaussians.npz")
-    r.add_argument("--scale", type=float, default=2.0)
-    r.add_argument("-o", "--output", type=Path, default=Path("out/fit/render_scaled.png"))
-    r.set_defaults(func=_cmd_fit_render)
-
-
-def _add_info(sub) -> None:
-    p = sub.add_parser("info", help="describe a splat PLY: count, SH degree, bounds, size")
-    p.add_argument("file", type=Path)
-    p.set_defaults(func=_cmd_info)
-
-
-def _add_modules(sub) -> None:
-    """Subcommands that live beside the code they drive, each module with a `register(subparsers)`."""
+def build_commands(modules: Sequence[str] = tuple(COMMAND_MODULES)) -> Commands:
+    """Every subcommand, from each module's `register(commands)`, in COMMAND_MODULES order."""
     import importlib
 
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"splatforge.{name}").register(sub)
+    commands = Commands()
+    for name in modules:
+        importlib.import_module(f"splatforge.{name}").register(commands)
+    return commands
 
 
-COMMAND_MODULES = ["train_cli", "view_cli", "serve_cli", "predict_cli", "ship_cli"]
-COMMANDS: list[Callable] = [_add_info, _add_fit, _add_modules]
+def format_help(commands: Commands) -> str:
+    width = max(len(c.name) for c in commands) + 2
+    lines = [f"usage: {PROG} [-h] COMMAND [OPTIONS ...]", "", DESCRIPTION, "", "commands:"]
+    lines += [f"  {c.name:<{width}}{c.help}" for c in commands]
+    lines += ["", f"`{PROG} COMMAND --help` lists a command's options."]
+    return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="splatforge", description="Gaussian splatting on any machine.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for add in COMMANDS:
-        add(sub)
-    return parser
+def find_command(commands: Commands, argv: Sequence[str]) -> tuple[Optional[Command], int]:
+    """The command `argv` names, or (None, exit status) after printing the top-level help
+    (status 0 for --help, 2 for a missing or unknown command)."""
+    if argv and argv[0] in commands:
+        return commands[argv[0]], 0
+    if argv and argv[0] in ("-h", "--help"):
+        print(format_help(commands))
+        return None, 0
+    print(format_help(commands), file=sys.stderr)
+    problem = f"unknown command {argv[0]!r}" if argv else "a command is required"
+    print(f"\n{PROG}: error: {problem}", file=sys.stderr)
+    return None, 2
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    return run(build_parser(), argv)
+def parse_command_line(argv: Sequence[str], commands: Optional[Commands] = None):
+    """(command, options) for a full command line (without the leading `splatforge`), without running
+    it: what the README test checks. Unknown commands and bad options raise SystemExit(2)."""
+    commands = commands or build_commands()
+    command, status = find_command(commands, argv)
+    if command is None:
+        raise SystemExit(status)
+    return command, parse_options(command, argv[1:])
 
 
-def run(parser: argparse.ArgumentParser, argv: Optional[list[str]] = None) -> int:
-    """Parse `argv` with `parser` and run the chosen subcommand; user errors exit with status 2."""
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except SplatforgeError as exc:
-        print(f"splatforge {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = build_commands()
+    command, status = find_command(commands, argv)
+    if command is None:
+        return status
+    return run_command(command, argv[1:])
 
 
 if __name__ == "__main__":

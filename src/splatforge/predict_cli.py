@@ -1,14 +1,15 @@
 """`splatforge predict` and `splatforge export-onnx`: thin layers over splatforge.predict."""
 
-from __future__ import annotations
-
-import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal, Optional
 
+from ._cli_util import Commands, flattened
 from .errors import SplatforgeError
 
+Preset = Literal["default", "small"]  # splatforge.predict.sharp.presets.PRESETS (a test keeps them equal)
 
 
 def _image_suffixes() -> set[str]:
@@ -20,43 +21,61 @@ def _image_suffixes() -> set[str]:
             if fmt in Image.OPEN} | {".heic", ".heif"}
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "predict", help="one photo (or a folder of photos) -> 3D Gaussians with Apple's SHARP",
-        description="Predict 3D Gaussians from photos with the SHARP network; writes one "
-                    "SHARP-layout PLY per image (and, with --render, novel-view videos).")
-    p.add_argument("input", type=Path, help="an image file or a directory of images")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
-    _model_arguments(p)
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                   help="run the network in torch, or in ONNX Runtime (exported on the fly "
-                        "to OUT/model.onnx unless --onnx-model is given)")
-    p.add_argument("--onnx-model", type=Path, default=None,
-                   help="an ONNX file from `splatforge export-onnx` (with --backend onnx)")
-    p.add_argument("--device", choices=("cpu", "cuda", "mps"), default="cpu")
-    p.add_argument("--focal-length-px", type=float, default=None,
-                   help="focal length in pixels of the input image (default: from EXIF)")
-    p.add_argument("--render", action="store_true",
-                   help="also render a novel-view MP4 and a depth MP4 (CPU rasterizer)")
-    p.add_argument("--render-steps", type=int, default=60, help="frames per video")
-    p.set_defaults(func=_predict)
+def _model_choice():
+    @dataclass
+    class ModelChoice:
+        checkpoint: Optional[Path] = None  # a SHARP state dict (default: the official checkpoint, downloaded once)
+        preset: Preset = "default"  # network size: the official 'default', or 'small' for tests
+        seed: Optional[int] = None  # random weights from this seed instead of a checkpoint (testing)
 
-    e = subparsers.add_parser("export-onnx", help="export the SHARP network to ONNX")
-    _model_arguments(e)
-    e.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
-    e.add_argument("--fp16", action="store_true", help="store the weights as float16")
-    e.set_defaults(func=_export)
+    return ModelChoice
 
 
-def _model_arguments(p: argparse.ArgumentParser) -> None:
-    from .predict.sharp.presets import PRESETS
+def _predict_options():
+    import tyro
 
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="a SHARP state dict (default: the official checkpoint, downloaded once)")
-    p.add_argument("--preset", choices=PRESETS, default="default",
-                   help="network size: the official 'default', or 'small' for tests")
-    p.add_argument("--seed", type=int, default=None,
-                   help="random weights from this seed instead of a checkpoint (testing)")
+    from .predict.render import TrajectoryParams
+
+    ModelChoice = _model_choice()
+
+    @dataclass
+    class PredictOptions:
+        input: tyro.conf.Positional[Path]  # an image file or a directory of images
+        output: Annotated[Path, tyro.conf.arg(aliases=("-o",))]  # output directory
+        model: flattened(ModelChoice) = field(default_factory=ModelChoice)
+        # run the network in torch, or in ONNX Runtime (exported on the fly to OUT/model.onnx unless
+        # --onnx-model is given)
+        backend: Literal["torch", "onnx"] = "torch"
+        onnx_model: Optional[Path] = None  # an ONNX file from `splatforge export-onnx` (with --backend onnx)
+        device: Literal["cpu", "cuda", "mps"] = "cpu"  # torch device
+        focal_length_px: Optional[float] = None  # focal length in pixels of the input image (default: from EXIF)
+        render: bool = False  # also render a novel-view MP4 and a depth MP4 (CPU rasterizer)
+        render_steps: int = TrajectoryParams.num_steps  # frames per video
+
+    return PredictOptions
+
+
+def _export_options():
+    import tyro
+
+    ModelChoice = _model_choice()
+
+    @dataclass
+    class ExportOptions:
+        output: Annotated[Path, tyro.conf.arg(aliases=("-o",))]  # the .onnx file to write
+        model: flattened(ModelChoice) = field(default_factory=ModelChoice)
+        fp16: bool = False  # store the weights as float16
+
+    return ExportOptions
+
+
+def register(commands: Commands) -> None:
+    """`predict` and `export-onnx`."""
+    commands.add("predict", "one photo (or a folder of photos) -> 3D Gaussians with Apple's SHARP",
+                 _predict_options, _predict,
+                 description="Predict 3D Gaussians from photos with the SHARP network; writes one SHARP-layout "
+                             "PLY per image (and, with --render, novel-view videos).")
+    commands.add("export-onnx", "export the SHARP network to ONNX", _export_options, _export)
 
 
 def _image_paths(source: Path) -> list[Path]:
@@ -73,11 +92,11 @@ def _image_paths(source: Path) -> list[Path]:
     return paths
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _predict(args) -> None:
     from .predict import build_predictor, predict_image, save_ply
 
     paths = _image_paths(args.input)
-    predictor = build_predictor(args.preset, checkpoint=args.checkpoint, seed=args.seed,
+    predictor = build_predictor(args.model.preset, checkpoint=args.model.checkpoint, seed=args.model.seed,
                                 device=args.device)
     if args.backend == "onnx":
         from .predict.onnx import export_onnx, load_onnx_predictor
@@ -114,15 +133,13 @@ def _predict(args: argparse.Namespace) -> int:
     if failures:
         raise SplatforgeError(f"{len(failures)} of {len(paths)} inputs failed (the others were "
                               f"written): {', '.join(str(p) for p in failures[:5])}")
-    return 0
 
 
-def _export(args: argparse.Namespace) -> int:
+def _export(args) -> None:
     from .predict import build_predictor
     from .predict.onnx import export_onnx
 
-    predictor = build_predictor(args.preset, checkpoint=args.checkpoint, seed=args.seed)
+    predictor = build_predictor(args.model.preset, checkpoint=args.model.checkpoint, seed=args.model.seed)
     out = export_onnx(predictor, args.output, fp16=args.fp16)
     extra = out.with_name(out.name + ".data")
     print(f"wrote {out}" + (f" and {extra}" if extra.exists() else ""))
-    return 0

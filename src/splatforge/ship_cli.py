@@ -4,14 +4,27 @@ Both print the input and output sizes, their ratio and what the conversion cost 
 SSIM between renders of the input and of the decoded output from orbit views.
 """
 
-from __future__ import annotations
-
-import argparse
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal, Optional
 
+from ._cli_util import Commands, flattened
 from .errors import SplatforgeError
+
+# splatforge.io.scene.FORMATS, spelled out so that `convert --help` does not import the readers
+# (torch); a test keeps the two equal
+SceneFormat = Literal["ply", "compressed-ply", "splat", "spz", "sog"]
+
+
+@dataclass
+class QualityCheck:
+    """The PSNR / SSIM check of the written file against the input (renders of orbit views)."""
+
+    views: int = 8  # orbit views for PSNR/SSIM (0 skips the check)
+    width: int = 320  # render width for the quality check
+    height: int = 240  # render height for the quality check
 
 
 def _size_on_disk(path: Path) -> int:
@@ -23,7 +36,7 @@ def _size_on_disk(path: Path) -> int:
     return os.path.getsize(path)
 
 
-def _report(args: argparse.Namespace, original, output: Path, seconds: float) -> None:
+def _report(args, original, output: Path, seconds: float) -> None:
     from .compress.quality import compare_scenes
     from .io.scene import load_scene
 
@@ -31,15 +44,31 @@ def _report(args: argparse.Namespace, original, output: Path, seconds: float) ->
     print(f"{args.input}: {size_in:,} bytes, {len(original):,} Gaussians, SH degree {original.sh_degree}")
     print(f"{output}: {size_out:,} bytes ({seconds:.1f} s)")
     print(f"ratio {size_in / max(size_out, 1):.2f}x smaller")
-    if args.views > 0:
+    check = args.quality
+    if check.views > 0:
         decoded = load_scene(output)
-        q = compare_scenes(original, decoded, n_views=args.views, width=args.width, height=args.height)
+        q = compare_scenes(original, decoded, n_views=check.views, width=check.width, height=check.height)
         print(f"quality: PSNR {q.psnr:.2f} dB, SSIM {q.ssim:.4f} (decoded vs input, {q.views} orbit views "
               f"at {q.width}x{q.height})")
 
 
-def _cmd_compress(args: argparse.Namespace) -> None:
-    from .compress.sog import SogConfig, compress_scene
+def _compress_options():
+    import tyro
+
+    from .compress.sog import SogConfig
+
+    @dataclass
+    class CompressOptions:
+        input: tyro.conf.Positional[Path]  # a .ply, .compressed.ply, .splat, .spz or SOG scene
+        output: Annotated[Path, tyro.conf.arg(aliases=("-o",))]  # OUT.sog (zip) or a folder for meta.json
+        sog: flattened(SogConfig) = field(default_factory=SogConfig)
+        quality: flattened(QualityCheck) = field(default_factory=QualityCheck)
+
+    return CompressOptions
+
+
+def _cmd_compress(args) -> None:
+    from .compress.sog import compress_scene
     from .io.scene import load_scene
 
     output = Path(args.output)
@@ -47,15 +76,26 @@ def _cmd_compress(args: argparse.Namespace) -> None:
         raise SplatforgeError(f"{output}: compress writes SOG; name the output .sog (a zip) or a folder")
     original = load_scene(args.input)
     start = time.perf_counter()
-    compress_scene(original, output, SogConfig(sort=args.sort, plas_iterations=args.plas_iterations,
-                                               palette_size=args.palette_size,
-                                               kmeans_iterations=args.kmeans_iterations,
-                                               webp_method=args.webp_method,
-                                               position_slack=args.position_slack, seed=args.seed))
+    compress_scene(original, output, args.sog)
     _report(args, original, output, time.perf_counter() - start)
 
 
-def _cmd_convert(args: argparse.Namespace) -> None:
+def _convert_options():
+    import tyro
+
+    @dataclass
+    class ConvertOptions:
+        input: tyro.conf.Positional[Path]  # a .ply, .compressed.ply, .splat, .spz or SOG scene
+        output: tyro.conf.Positional[Path]  # .ply, .compressed.ply, .splat, .spz, .sog or a SOG folder
+        format: Optional[SceneFormat] = None  # output format (default: from the extension)
+        # SPZ version to write: 3 (gzip, every reader) or 4 (zstd, spz 2026+, splat-transform 3.7+)
+        spz_version: Literal[3, 4] = 3
+        quality: flattened(QualityCheck) = field(default_factory=QualityCheck)
+
+    return ConvertOptions
+
+
+def _cmd_convert(args) -> None:
     from .io.scene import load_scene, save_scene
 
     original = load_scene(args.input)
@@ -72,39 +112,8 @@ def _cmd_convert(args: argparse.Namespace) -> None:
     _report(args, original, Path(args.output), time.perf_counter() - start)
 
 
-def _quality_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--views", type=int, default=8, help="orbit views for PSNR/SSIM (0 skips the check)")
-    p.add_argument("--width", type=int, default=320, help="render width for the quality check")
-    p.add_argument("--height", type=int, default=240, help="render height for the quality check")
-
-
-def register(subparsers) -> None:
-    """Add `compress` and `convert` to the `splatforge` command's subparsers."""
-    from .compress.sog import SogConfig
-    from .io.scene import FORMATS
-
-    p = subparsers.add_parser("compress", help="compress a splat scene to SOG (PLAS layout, k-means codebooks)")
-    p.add_argument("input", type=Path, help="a .ply, .compressed.ply, .splat, .spz or SOG scene")
-    p.add_argument("-o", "--output", type=Path, required=True, help="OUT.sog (zip) or a folder for meta.json")
-    p.add_argument("--sort", choices=["plas", "morton"], default="plas", help="texel layout")
-    p.add_argument("--plas-iterations", type=int, default=SogConfig.plas_iterations,
-                   help="PLAS passes per tile size: more sorts better (smaller files), slower")
-    p.add_argument("--palette-size", type=int, default=SogConfig.palette_size,
-                   help="SH palette entries (0: automatic, scaled to the number of Gaussians)")
-    p.add_argument("--kmeans-iterations", type=int, default=SogConfig.kmeans_iterations)
-    p.add_argument("--webp-method", type=int, default=SogConfig.webp_method, choices=range(7),
-                   help="WebP effort 0-6")
-    p.add_argument("--position-slack", type=float, default=SogConfig.position_slack,
-                   help="how far Gaussians may move, as a fraction of their smallest size (0: exact 16-bit)")
-    p.add_argument("--seed", type=int, default=SogConfig.seed)
-    _quality_options(p)
-    p.set_defaults(func=_cmd_compress)
-
-    c = subparsers.add_parser("convert", help="convert between splat formats (by extension)")
-    c.add_argument("input", type=Path)
-    c.add_argument("output", type=Path, help=".ply, .compressed.ply, .splat, .spz, .sog or a SOG folder")
-    c.add_argument("--format", choices=FORMATS, default=None, help="output format (default: from the extension)")
-    c.add_argument("--spz-version", type=int, choices=(3, 4), default=3,
-                   help="SPZ version to write: 3 (gzip, every reader) or 4 (zstd, spz 2026+, splat-transform 3.7+)")
-    _quality_options(c)
-    c.set_defaults(func=_cmd_convert)
+def register(commands: Commands) -> None:
+    """Add `compress` and `convert` to the `splatforge` subcommands."""
+    commands.add("compress", "compress a splat scene to SOG (PLAS layout, k-means codebooks)",
+                 _compress_options, _cmd_compress)
+    commands.add("convert", "convert between splat formats (by extension)", _convert_options, _cmd_convert)

@@ -1,27 +1,42 @@
 """Subcommands for 3D scenes: `train`, `render`, `eval` and `demo`."""
 
-from __future__ import annotations
-
-import argparse
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal, Optional
 
+from ._cli_util import Commands, flattened
 from .errors import SplatforgeError
+
+Backend = Literal["auto", "cpu", "torch", "gsplat"]
 
 SCENE_SUFFIXES = (".ply", ".splat", ".spz", ".sog")
 
 
-def _load_capture(args: argparse.Namespace, normalize: bool = True):
+def _capture_options():
+    @dataclass
+    class CaptureOptions:
+        downscale: int = 1  # use images_N/ (made and cached when missing)
+        test_every: int = 8  # hold out every Nth image for testing (0: none)
+        test_list: Optional[Path] = None  # a file naming the held-out images, one a line
+
+    return CaptureOptions
+
+
+def _load_capture(data: Path, opts=None):
+    """The capture at `data`, split into training and test views as `opts` (CaptureOptions) says
+    (None: the library's defaults). Every subcommand loads its capture through here."""
     from .train.data import load_capture
 
+    if opts is None:
+        return load_capture(data)
     test_list = None
-    if getattr(args, "test_list", None) is not None:
+    if opts.test_list is not None:
         try:
-            test_list = [line.strip() for line in Path(args.test_list).read_text().splitlines() if line.strip()]
+            test_list = [line.strip() for line in Path(opts.test_list).read_text().splitlines() if line.strip()]
         except OSError as exc:
-            raise SplatforgeError(f"cannot read the test list {args.test_list}: {exc.strerror}") from None
-    return load_capture(args.data, downscale=args.downscale, test_every=args.test_every, test_list=test_list,
-                        normalize=normalize)
+            raise SplatforgeError(f"cannot read the test list {opts.test_list}: {exc.strerror}") from None
+    return load_capture(data, downscale=opts.downscale, test_every=opts.test_every, test_list=test_list)
 
 
 def load_scene_file(path: Path):
@@ -41,21 +56,41 @@ def _print_outputs(out: Path, names: dict[str, str]) -> None:
             print(f"  {label:<14} {out / rel}")
 
 
-def _cmd_train(args: argparse.Namespace) -> None:
-    from ._cli_util import dataclass_from_args
-    from .train.run import RunOptions, run_training
+def _train_options():
+    import tyro
+
+    from .train.run import RunOptions
     from .train.trainer import TrainConfig
 
-    capture = _load_capture(args)
-    cfg = dataclass_from_args(TrainConfig, args, module_options=_module_options(args.module_option))
-    opts = dataclass_from_args(RunOptions, args)
+    CaptureOptions = _capture_options()
+
+    @dataclass
+    class TrainOptions:
+        data: tyro.conf.Positional[Path]  # a COLMAP capture: images/ and sparse/0
+        output: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("out/train")  # output folder
+        capture: flattened(CaptureOptions) = field(default_factory=CaptureOptions)
+        config: flattened(TrainConfig) = field(default_factory=TrainConfig)
+        # an option of an enabled module, MODULE.KEY=VALUE, e.g. pose.lr=1e-3
+        module_option: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
+        run: flattened(RunOptions) = field(default_factory=RunOptions)
+
+    return TrainOptions
+
+
+def _cmd_train(opts) -> None:
+    from dataclasses import replace
+
+    from .train.run import run_training
+
+    capture = _load_capture(opts.data, opts.capture)
+    cfg = replace(opts.config, module_options=_module_options(opts.module_option))
     print(f"{len(capture.train)} training and {len(capture.test)} test views of "
           f"{capture.train[0].image.shape[1]}x{capture.train[0].image.shape[0]}, {len(capture.points):,} SfM points")
-    result = run_training(capture, args.output, cfg, opts)
-    _report_run(Path(args.output), result.metrics)
+    result = run_training(capture, opts.output, cfg, opts.run)
+    _report_run(Path(opts.output), result.metrics)
 
 
-def _module_options(items: list[str]) -> dict:
+def _module_options(items) -> dict:
     """["pose.lr=1e-3", "bilateral.grid_shape=8,8,4"] -> {"pose": {"lr": 0.001}, ...}: numbers, booleans,
     comma-separated numbers (a list) or text."""
     options: dict = {}
@@ -91,7 +126,30 @@ def _report_run(out: Path, m: dict) -> None:
                          "checkpoints": "ckpts", "stats": "stats", "test renders": "renders"})
 
 
-def _cmd_render(args: argparse.Namespace) -> None:
+def _render_options():
+    import tyro
+
+    @dataclass
+    class RenderOptions:
+        scene: tyro.conf.Positional[Path]  # a scene file (PLY), or a point capture .npz with its own cameras
+        output: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("out/render")  # output folder
+        capture: Optional[Path] = None  # a COLMAP capture whose cameras to render
+        downscale: int = 1  # with --capture: render at 1/N of its size
+        orbit: int = 0  # render N views on an orbit (0: 120 without --capture; with it: its cameras)
+        width: int = 512  # orbit: image width
+        height: int = 512  # orbit: image height
+        fov: float = 50.0  # orbit: horizontal field of view, degrees
+        up: Optional[tuple[float, float, float]] = None  # orbit: world up vector (default: the capture's, else +z)
+        background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB behind the scene, 0-1
+        fps: int = 30  # video frame rate
+        no_video: bool = False  # PNGs only
+        opacity: float = 0.8  # point capture: opacity of every point's Gaussian
+        backend: Backend = "auto"  # rasterizer backend
+
+    return RenderOptions
+
+
+def _cmd_render(args) -> None:
     import numpy as np
 
     from .render.stills import render_views
@@ -123,10 +181,10 @@ def _cmd_render(args: argparse.Namespace) -> None:
             width, height = args.width, args.height
             viewmats, ks = scene_orbit(args.orbit or 120, width, height, gaussians=gaussians,
                                        capture_viewmats=capture_viewmats,
-                                       up=tuple(args.up) if args.up else None, fov_degrees=args.fov)
+                                       up=args.up, fov_degrees=args.fov)
     out = Path(args.output)
     report = render_views(gaussians, viewmats, ks, width, height, out / "frames", backend=args.backend,
-                          background=tuple(args.background))
+                          background=args.background)
     mean = sum(report.milliseconds) / len(report.milliseconds)
     print(f"{len(gaussians):,} Gaussians, {len(report.paths)} views of {width}x{height}: "
           f"{mean:.1f} ms per view ({args.backend} backend)")
@@ -138,18 +196,35 @@ def _cmd_render(args: argparse.Namespace) -> None:
         print(f"  video          {video}")
 
 
-def _cmd_eval(args: argparse.Namespace) -> None:
+def _eval_options():
+    import tyro
+
+    CaptureOptions = _capture_options()
+
+    @dataclass
+    class EvalOptions:
+        scene: tyro.conf.Positional[Path]  # the scene file (PLY) to score
+        data: tyro.conf.Positional[Path]  # a COLMAP capture: images/ and sparse/0
+        capture: flattened(CaptureOptions) = field(default_factory=CaptureOptions)
+        split: Literal["test", "train", "all"] = "test"  # which of the capture's views to score
+        background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB behind the scene, 0-1
+        json: Optional[Path] = None  # also write the scores here
+
+    return EvalOptions
+
+
+def _cmd_eval(args) -> None:
     import json
 
     from .train.trainer import TrainConfig, evaluate, from_capture_frame
 
-    capture = _load_capture(args)
+    capture = _load_capture(args.data, args.capture)
     gaussians = from_capture_frame(load_scene_file(args.scene), capture.normalization)
     views = {"test": capture.test, "train": capture.train, "all": capture.train + capture.test}[args.split]
     if not views:
         raise SplatforgeError(f"the capture has no {args.split} views")
     params = gaussians.as_dict()
-    scores = evaluate(params, views, TrainConfig(background=tuple(args.background)), gaussians.sh_degree)
+    scores = evaluate(params, views, TrainConfig(background=args.background), gaussians.sh_degree)
     scores.update(split=args.split, num_views=len(views), num_gaussians=len(gaussians))
     print(f"{args.scene} on {len(views)} {args.split} views of {args.data}: "
           f"PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.4f}")
@@ -158,10 +233,27 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         print(f"  scores         {args.json}")
 
 
-def _cmd_demo(args: argparse.Namespace) -> None:
+def _demo_options():
+    import tyro
+
+    @dataclass
+    class DemoOptions:
+        output: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("out/demo")  # output folder
+        views: int = 48  # cameras of the built-in capture
+        size: int = 256  # image width and height
+        max_seconds: float = 150.0  # training time budget
+        max_steps: Optional[int] = None  # training steps (default: DEMO_TRAIN's, 3000)
+        eval_every: int = 0  # steps between evaluations on the test views (0: only at the end)
+        orbit_frames: int = 90  # frames of the orbit video
+        seed: int = 0
+        quiet: bool = False  # no progress bar
+
+    return DemoOptions
+
+
+def _cmd_demo(args) -> None:
     from .demo.capture import make_demo_capture
     from .render.video import scene_orbit, write_video
-    from .train.data import load_capture
     from .train.run import RunOptions, run_training
     from .train.trainer import to_capture_frame
 
@@ -169,7 +261,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     capture_dir = make_demo_capture(out / "capture", num_views=args.views, width=args.size, height=args.size,
                                     seed=args.seed)
     print(f"demo capture: {capture_dir} ({args.views} views of {args.size}x{args.size}, COLMAP format)")
-    capture = load_capture(capture_dir)
+    capture = _load_capture(capture_dir)
     train_dir = out / "train"
     if train_dir.exists():
         shutil.rmtree(train_dir)
@@ -212,62 +304,11 @@ DEMO_TRAIN = dict(max_steps=3000, sh_degree_interval=300, refine_start_iter=200,
                   refine_stop_iter=2500, reset_every=1500)
 
 
-def _add_capture_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="a COLMAP capture: images/ and sparse/0")
-    p.add_argument("--downscale", type=int, default=1, help="use images_N/ (made and cached when missing)")
-    p.add_argument("--test-every", type=int, default=8, help="hold out every Nth image for testing (0: none)")
-    p.add_argument("--test-list", type=Path, default=None, help="a file naming the held-out images, one a line")
-
-
-def register(sub) -> None:
-    from ._cli_util import add_dataclass_options
-    from .train.run import RunOptions
-    from .train.trainer import TrainConfig
-
-    p = sub.add_parser("train", help="train 3D Gaussians on a COLMAP capture (CPU)")
-    _add_capture_args(p)
-    p.add_argument("-o", "--output", type=Path, default=Path("out/train"))
-    add_dataclass_options(p, TrainConfig)
-    p.add_argument("--module-option", action="append", default=[], metavar="MODULE.KEY=VALUE",
-                   help="an option of an enabled module, e.g. pose.lr=1e-3 (repeatable)")
-    add_dataclass_options(p, RunOptions)
-    p.set_defaults(func=_cmd_train)
-
-    r = sub.add_parser("render", help="render a scene (PLY) along an orbit or a capture's cameras, to PNGs and MP4")
-    r.add_argument("scene", type=Path, help="a scene file (PLY), or a point capture .npz with its own cameras")
-    r.add_argument("-o", "--output", type=Path, default=Path("out/render"))
-    r.add_argument("--capture", type=Path, default=None, help="a COLMAP capture whose cameras to render")
-    r.add_argument("--downscale", type=int, default=1, help="with --capture: render at 1/N of its size")
-    r.add_argument("--orbit", type=int, default=0,
-                   help="render N views on an orbit (default without --capture: 120; with it: its cameras)")
-    r.add_argument("--width", type=int, default=512)
-    r.add_argument("--height", type=int, default=512)
-    r.add_argument("--fov", type=float, default=50.0, help="orbit: horizontal field of view, degrees")
-    r.add_argument("--up", type=float, nargs=3, default=None, help="orbit: world up vector (default: the "
-                   "capture's, else +z)")
-    r.add_argument("--background", type=float, nargs=3, default=(0.0, 0.0, 0.0))
-    r.add_argument("--fps", type=int, default=30)
-    r.add_argument("--no-video", action="store_true", help="PNGs only")
-    r.add_argument("--opacity", type=float, default=0.8, help="point capture: opacity of every point's Gaussian")
-    r.add_argument("--backend", default="auto", choices=["auto", "cpu", "torch", "gsplat"])
-    r.set_defaults(func=_cmd_render)
-
-    e = sub.add_parser("eval", help="score a scene (PLY) against a capture's views: PSNR and SSIM")
-    e.add_argument("scene", type=Path)
-    _add_capture_args(e)
-    e.add_argument("--split", choices=["test", "train", "all"], default="test")
-    e.add_argument("--background", type=float, nargs=3, default=(0.0, 0.0, 0.0))
-    e.add_argument("--json", type=Path, default=None, help="also write the scores here")
-    e.set_defaults(func=_cmd_eval)
-
-    d = sub.add_parser("demo", help="make a built-in capture, train on it for a few minutes, write PLY, video, plots")
-    d.add_argument("-o", "--output", type=Path, default=Path("out/demo"))
-    d.add_argument("--views", type=int, default=48)
-    d.add_argument("--size", type=int, default=256, help="image width and height")
-    d.add_argument("--max-seconds", type=float, default=150.0, help="training time budget")
-    d.add_argument("--max-steps", type=int, default=None, help=f"default {DEMO_TRAIN['max_steps']}")
-    d.add_argument("--eval-every", type=int, default=0)
-    d.add_argument("--orbit-frames", type=int, default=90)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
-    d.set_defaults(func=_cmd_demo)
+def register(commands: Commands) -> None:
+    """`train`, `render`, `eval` and `demo`."""
+    commands.add("train", "train 3D Gaussians on a COLMAP capture (CPU)", _train_options, _cmd_train)
+    commands.add("render", "render a scene (PLY) along an orbit or a capture's cameras, to PNGs and MP4",
+                 _render_options, _cmd_render)
+    commands.add("eval", "score a scene (PLY) against a capture's views: PSNR and SSIM", _eval_options, _cmd_eval)
+    commands.add("demo", "make a built-in capture, train on it for a few minutes, write PLY, video, plots",
+                 _demo_options, _cmd_demo)

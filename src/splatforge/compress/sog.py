@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -21,11 +22,11 @@ _PALETTE_ROW = 64  # entries per row of shN_centroids.webp
 class SogConfig:
     """How a scene is compressed to SOG (defaults: PLAS layout, an SH palette of N / 32 entries)."""
 
-    sort: str = "plas"  # texel layout: "plas" (smooth images, smaller files) or "morton" (faster)
+    sort: Literal["plas", "morton"] = "plas"  # texel layout: "plas" (smooth images, smaller files) or "morton" (faster)
     plas_iterations: int = 0  # PLAS blur + swap passes per tile size; 0 picks a number for N
     palette_size: int = 0  # SH palette entries (<= 65536); 0 picks a size for N (see default_palette_size)
     kmeans_iterations: int = 10  # Lloyd iterations of the SH palette k-means
-    webp_method: int = 4  # WebP lossless effort 0-6: higher is smaller and slower
+    webp_method: Literal[0, 1, 2, 3, 4, 5, 6] = 4  # WebP lossless effort 0-6: higher is smaller and slower
     # How far a Gaussian may move, as a fraction of its smallest standard deviation, so that its
     # 16-bit position codes can drop low bits (0: full precision). At 0.1 a Gaussian's footprint
     # changes by at most ~6% of its peak along its thinnest axis; on the trained demo scene the

@@ -1,21 +1,20 @@
-"""The bottom layer: the Gaussians container, cameras, image loading and spherical harmonics."""
+"""The bottom layer: the Gaussians container, cameras, image loading and spherical harmonics.
 
-from splatforge.core.cameras import (
-    Camera,
-    camera_center,
-    focal_to_fov,
-    fov_to_focal,
-    intrinsics_from_focal,
-    intrinsics_from_fov,
-    look_at,
-    orbit_path,
-    project_points,
-    stack_cameras,
-)
-from splatforge.core.gaussians import Gaussians
-from splatforge.core.images import DEFAULT_MAX_PIXELS, load_image, load_image_bytes, save_image, to_uint8
-from splatforge.core.knn import nearest_neighbors
-from splatforge.core.sh import C0, eval_sh, num_sh_bases, rgb_to_sh, sh_to_rgb
+Attributes are imported on first use: `splatforge.core.images` alone does not load torch.
+"""
+
+from splatforge._lazy import lazy_exports
+
+_WHERE = {
+    **dict.fromkeys(["Camera", "camera_center", "focal_to_fov", "fov_to_focal", "intrinsics_from_focal",
+                     "intrinsics_from_fov", "look_at", "orbit_path", "project_points", "stack_cameras"],
+                    ".cameras"),
+    "Gaussians": ".gaussians",
+    **dict.fromkeys(["DEFAULT_MAX_PIXELS", "load_image", "load_image_bytes", "save_image", "to_uint8"], ".images"),
+    "nearest_neighbors": ".knn",
+    **dict.fromkeys(["C0", "eval_sh", "num_sh_bases", "rgb_to_sh", "sh_to_rgb"], ".sh"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
     "C0",

@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional
 
 import numpy as np
 import torch
@@ -34,8 +34,8 @@ class FitConfig:
 
     num_gaussians: int = 1000  # how many Gaussians represent the image
     steps: int = 1000  # optimizer steps
-    blend: str = "alpha"  # "alpha": front-to-back by depth; "sum": order-free (GaussianImage)
-    loss: str = "l2"  # "l2", "l1" or "l1+ssim" (0.8 L1 + 0.2 (1 - SSIM))
+    blend: Literal["alpha", "sum"] = "alpha"  # "alpha": front-to-back by depth; "sum": order-free (GaussianImage)
+    loss: Literal["l2", "l1", "l1+ssim"] = "l2"  # "l2", "l1" or "l1+ssim" (0.8 L1 + 0.2 (1 - SSIM))
     lr_means: float = 2e-3  # Adam learning rates per parameter group (units of the image height)
     lr_scales: float = 1e-2
     lr_rotations: float = 1e-2
@@ -49,7 +49,7 @@ class FitConfig:
     densify_fraction: float = 0.05  # share of Gaussians moved at each densification
     densify_until: float = 0.7  # stop densifying after this fraction of the steps
     max_pixels: int = 64_000_000  # refuse larger images (raise it with --max-pixels)
-    backend: str = "cpu"  # "cpu" (Numba kernels) or "torch" (the dense reference: slow, for checks)
+    backend: Literal["cpu", "torch"] = "cpu"  # "cpu" (Numba kernels) or "torch" (the dense reference: slow, for checks)
     tile_size: int = 32  # pixels per tile edge; 2D fits have few, large Gaussians, so 32 beats 16
 
     def validate(self) -> None:

@@ -7,12 +7,15 @@
 - `predict_scene_file` / `scene_output`: the job itself, as a library call.
 """
 
-from splatforge.serve.app import create_app
-from splatforge.serve.fetch import UrlPolicy, UrlRefused, fetch_url
-from splatforge.serve.handler import ImageLimits, SceneFile, predict_scene_file, scene_output
-from splatforge.serve.runpod_worker import make_scene_job_handler
-from splatforge.serve.service import SceneService, ServeConfig
-from splatforge.serve.workers import ModelSpec
+from splatforge._lazy import lazy_exports
+
+# imported on first use: `splatforge serve --help` should not load FastAPI's app, torch or the predictor
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "create_app": ".app", "UrlPolicy": ".fetch", "UrlRefused": ".fetch", "fetch_url": ".fetch",
+    "ImageLimits": ".handler", "SceneFile": ".handler", "predict_scene_file": ".handler", "scene_output": ".handler",
+    "make_scene_job_handler": ".runpod_worker", "SceneService": ".service", "ServeConfig": ".service",
+    "ModelSpec": ".workers",
+})
 
 __all__ = ["create_app", "ServeConfig", "SceneService", "ModelSpec", "ImageLimits", "UrlPolicy", "UrlRefused",
            "fetch_url", "SceneFile", "predict_scene_file", "scene_output", "make_scene_job_handler"]

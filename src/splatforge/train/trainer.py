@@ -13,11 +13,12 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Annotated, Any, Callable, Literal, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import tyro
 
 from ..core.gaussians import Gaussians
 from ..core.metrics import psnr, ssim
@@ -48,8 +49,8 @@ class TrainConfig:
     opacities_lr: float = 5e-2
     sh0_lr: float = 2.5e-3
     shN_lr: float = 2.5e-3 / 20
-    background: tuple = (0.0, 0.0, 0.0)  # colour behind the Gaussians
-    strategy: str = "default"  # "default" or "mcmc"
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # colour behind the Gaussians (RGB, 0-1)
+    strategy: Literal["default", "mcmc"] = "default"  # densification: gsplat's default or MCMC
     cap_max: int = 1_000_000  # mcmc: the most Gaussians it grows to
     refine_start_iter: Optional[int] = None  # first refining step (default: the strategy's, 500)
     refine_stop_iter: Optional[int] = None  # refine before this step only (default 15,000; mcmc 25,000)
@@ -58,9 +59,10 @@ class TrainConfig:
     absgrad: bool = False
     antialiased: bool = False
     seed: int = 42
-    backend: str = "auto"  # rasterizer backend: auto, cpu, torch (dense reference) or gsplat (CUDA)
+    backend: Literal["auto", "cpu", "torch", "gsplat"] = "auto"  # rasterizer; torch: the dense reference; gsplat: CUDA
     modules: str = ""  # optimization modules, comma-separated (see splatforge.train.modules)
-    module_options: dict = field(default_factory=dict)  # {module name: {option: value}}
+    # {module name: {option: value}}; the command line sets it with --module-option MODULE.KEY=VALUE
+    module_options: Annotated[dict, tyro.conf.Suppress] = field(default_factory=dict)
 
 
 SCENE_SCALE = 1.0  # the capture is normalized to unit camera radius
