@@ -96,6 +96,7 @@ def _convert_options():
 
 
 def _cmd_convert(args) -> None:
+    from . import compress  # noqa: F401  (registers the SOG writer with save_scene)
     from .io.scene import load_scene, save_scene
 
     original = load_scene(args.input)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import splatforge.compress  # noqa: F401  (save_scene writes SOG through it)
 from splatforge.errors import FormatError, SplatforgeError
 from splatforge.io.formats.compressed_ply import read_compressed_ply, write_compressed_ply
 from splatforge.io.formats.sog import read_sog

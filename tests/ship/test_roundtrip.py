@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from splatforge.io.formats._common import morton_order
+from splatforge.io.formats.common import morton_order
 from splatforge.io.formats.compressed_ply import write_compressed_ply, read_compressed_ply
 from splatforge.io.formats.splat import read_splat, write_splat
 from splatforge.io.formats.spz import read_spz, write_spz

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
 
 from splatforge.core.gaussians import Gaussians
+from splatforge.core.sh import C0
 from splatforge.errors import SplatforgeError
-from splatforge.io.formats._common import C0, arrays_of, morton_order, sigmoid
+from splatforge.io.formats.common import arrays_of, morton_order, sigmoid
 from splatforge.io.formats.sog import SogContent, image_size, pack_sog, write_sog
+from splatforge.io.scene import register_writer
 from splatforge.compress.kmeans import palette_kmeans, quantize_1d
 from splatforge.compress.plas import PlasConfig, plas_order
 
@@ -122,3 +124,11 @@ def compress_scene(gaussians: Gaussians, path, config: SogConfig | None = None) 
     meta.json (see `splatforge.io.formats.sog`)."""
     cfg = config or SogConfig()
     write_sog(path, encode_sog(gaussians, cfg), webp_method=cfg.webp_method)
+
+
+def _save_sog(gaussians: Gaussians, path, **options) -> None:
+    compress_scene(gaussians, path, SogConfig(**options))
+
+
+# `splatforge.io.scene.save_scene` writes SOG through this module; io imports nothing above it.
+register_writer("sog", _save_sog, [f.name for f in fields(SogConfig)])

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
 
+from splatforge.core.fsutil import atomic_write
 from splatforge.errors import FormatError, SplatforgeError
 
 PathLike = Union[str, os.PathLike]
@@ -285,7 +285,7 @@ def write_ply_elements(path: PathLike, elements: Mapping[str, np.ndarray],
                           if count else f"property {_PLY_NAMES[code]} {field}")
         bodies.extend(_element_bytes(arr, fields))
     header.append("end_header\n")
-    _write_atomic(path, ["\n".join(header).encode("utf-8"), *bodies])
+    atomic_write(path, ["\n".join(header).encode("utf-8"), *bodies])
 
 
 def _element_bytes(arr: np.ndarray, fields: list[tuple[str, str, str | None]]) -> list[Any]:
@@ -303,20 +303,3 @@ def _element_bytes(arr: np.ndarray, fields: list[tuple[str, str, str | None]]) -
                 items = np.ravel(row[f]).astype("<" + code)
                 chunks += [np.asarray(len(items), "<" + count).tobytes(), items.tobytes()]
     return [b"".join(chunks)]
-
-
-def _write_atomic(path: PathLike, chunks: Sequence[Any]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    # os.open with 0o666 lets the umask decide the mode, as a plain open() would (mkstemp: 0o600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())  # otherwise a crash after the rename can leave an empty file
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -10,14 +10,18 @@
 | SOG folder       | a folder, or its meta.json          | -             |
 
 Loading trusts the magic bytes over the extension; saving goes by the extension unless `format`
-is given. SOG is written through `splatforge.compress` (layout and codebooks are compression
-decisions), imported only when needed.
+is given.
+
+Writing SOG takes decisions that belong to `splatforge.compress` (the texel layout and the
+k-means codebooks), and `io` imports nothing above it: `splatforge.compress` registers its SOG
+writer here with `register_writer` when it is imported, and `save_scene(..., "x.sog")` says so
+when it has not been.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +29,23 @@ from splatforge.core.gaussians import Gaussians
 from splatforge.errors import FormatError, SplatforgeError
 from splatforge.io.formats import (is_compressed_ply, read_compressed_ply, read_sog, read_splat, read_spz,
                                    write_compressed_ply, write_splat, write_spz)
-from splatforge.io.formats._common import PathLike
+from splatforge.io.formats.common import PathLike
 from splatforge.io.ply import read_ply, write_ply
 
 FORMATS = ("ply", "compressed-ply", "splat", "spz", "sog")
+# The options each built-in writer takes; formats whose writer lives above io are registered.
+_OPTIONS: dict[str, frozenset[str]] = {"ply": frozenset(), "compressed-ply": frozenset({"order"}),
+                                       "splat": frozenset(), "spz": frozenset({"antialiased", "version"})}
+_REGISTERED: dict[str, tuple[Callable[..., None], frozenset[str]]] = {}
+
+
+def register_writer(fmt: str, write: Callable[..., None], options: Iterable[str]) -> None:
+    """Let `save_scene` write `fmt` with `write(gaussians, path, **options)`, which takes the
+    keyword options named in `options`. For formats whose encoder lives in a higher layer
+    (`splatforge.compress` registers "sog")."""
+    if fmt not in FORMATS or fmt in _OPTIONS:
+        raise ValueError(f"{fmt!r} is not a format that takes a registered writer")
+    _REGISTERED[fmt] = (write, frozenset(options))
 
 
 def format_from_extension(path: PathLike) -> str | None:
@@ -90,8 +107,9 @@ def save_scene(gaussians: Gaussians, path: PathLike, format: str | None = None, 
 
     Options by format: spz: `antialiased`, `version` (3 or 4); compressed-ply: `order`; sog: the
     fields of `splatforge.compress.SogConfig` (sort, plas_iterations, palette_size,
-    kmeans_iterations, webp_method, position_slack, seed). A path without a known extension is
-    written as a SOG folder only if `format="sog"`.
+    kmeans_iterations, webp_method, position_slack, seed), once `splatforge.compress` is imported
+    (see the module docstring). A path without a known extension is written as a SOG folder only
+    if `format="sog"`.
     """
     fmt = format or format_from_extension(path)
     if fmt is None:
@@ -99,12 +117,14 @@ def save_scene(gaussians: Gaussians, path: PathLike, format: str | None = None, 
                               ".compressed.ply, .splat, .spz, .sog (or pass format=)")
     if fmt not in FORMATS:
         raise SplatforgeError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    if fmt == "sog":
-        from splatforge.compress.sog import SogConfig, compress_scene
-
-        allowed = {f.name for f in dataclasses.fields(SogConfig)}
+    if fmt in _OPTIONS:
+        allowed = _OPTIONS[fmt]
+    elif fmt in _REGISTERED:
+        allowed = _REGISTERED[fmt][1]
     else:
-        allowed = {"ply": set(), "compressed-ply": {"order"}, "splat": set(), "spz": {"antialiased", "version"}}[fmt]
+        raise SplatforgeError(f"{path}: writing {fmt} needs splatforge.compress, which chooses the layout and "
+                              "codebooks: `import splatforge.compress` first (then save_scene writes it), or call "
+                              "splatforge.compress.compress_scene")
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise SplatforgeError(f"options {unknown} do not apply to {fmt}; it takes {sorted(allowed) or 'none'}")
@@ -117,4 +137,4 @@ def save_scene(gaussians: Gaussians, path: PathLike, format: str | None = None, 
     elif fmt == "spz":
         write_spz(path, gaussians, **options)
     else:
-        compress_scene(gaussians, path, SogConfig(**options))
+        _REGISTERED[fmt][0](gaussians, path, **options)

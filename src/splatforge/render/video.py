@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..core.cameras import Z_UP, intrinsics_from_fov, orbit_path
+from ..core.fsutil import atomic_write
 from ..core.gaussians import Gaussians
 from ..errors import SplatforgeError
 
@@ -87,12 +88,16 @@ def _to_uint8(frame: np.ndarray) -> np.ndarray:
 
 def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int = 30) -> Path:
     """Encode [H, W, 3] frames (uint8, or floats in [0, 1]) as an H.264 MP4. Odd sizes are padded
-    by a pixel (yuv420p needs even ones). Written to a temporary name, then renamed."""
-    import imageio_ffmpeg
-
+    by a pixel (yuv420p needs even ones). The video appears under `path` only once complete
+    (`atomic_write`): a failure, or no frames at all, leaves nothing behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    return atomic_write(path, lambda tmp: _encode(frames, tmp, fps, path))
+
+
+def _encode(frames: Iterable[np.ndarray], tmp: Path, fps: int, path: Path) -> None:
+    import imageio_ffmpeg
+
     writer = None
     count = 0
     try:
@@ -114,5 +119,3 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int 
             writer.close()
     if count == 0:
         raise SplatforgeError(f"no frames to write to {path}")
-    os.replace(tmp, path)
-    return path

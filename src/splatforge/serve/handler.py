@@ -148,6 +148,7 @@ def predict_scene_file(job: SceneJobInput, predictor, out_dir: Path, *, limits: 
     if job.output_format == "ply":
         save_ply(prediction, path)
     else:
+        import splatforge.compress  # noqa: F401  (registers the SOG writer with save_scene)
         from splatforge.io.scene import save_scene
 
         save_scene(prediction.to_gaussians(), path, format=job.output_format)

@@ -32,6 +32,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from ..core.fsutil import atomic_write
 from ..core.images import save_image
 from ..errors import SplatforgeError
 from ..io.ply import write_ply
@@ -65,23 +66,16 @@ def _peak_memory_mb() -> float:
 
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, default=float).encode())
 
 
 def save_checkpoint(trainer: Trainer, folder: Path, keep: int = 2) -> Path:
     """Write the trainer state to folder/ckpt_STEP.pt atomically and drop all but the newest `keep`."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"ckpt_{trainer.step:07d}.pt"
-    tmp = folder / f".{path.name}.tmp"
     state = trainer.state_dict()
     state["train_views"] = [v.name for v in trainer.capture.train]
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
     for old in sorted(folder.glob(CHECKPOINT_GLOB))[:-max(keep, 1)]:
         old.unlink(missing_ok=True)
     return path

@@ -30,8 +30,9 @@ import math
 import numpy as np
 
 from splatforge.core.gaussians import Gaussians
+from splatforge.core.sh import C0
 from splatforge.errors import FormatError, SplatforgeError
-from splatforge.io.formats._common import (C0, PathLike, arrays_of, gaussians_from, logit, morton_order,
+from splatforge.io.formats.common import (PathLike, arrays_of, gaussians_from, logit, morton_order,
                                            pack_smallest_three, sigmoid, unpack_smallest_three)
 from splatforge.io.ply_format import read_ply_elements, write_ply_elements
 

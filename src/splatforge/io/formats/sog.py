@@ -34,10 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from splatforge.core.fsutil import atomic_write
 from splatforge.core.gaussians import Gaussians
 from splatforge.errors import FormatError, SplatforgeError
-from splatforge.io.formats._common import (PathLike, arrays_of, gaussians_from, logit, pack_smallest_three,
-                                           sigmoid, unpack_smallest_three, write_atomic)
+from splatforge.io.formats.common import (PathLike, arrays_of, gaussians_from, logit, pack_smallest_three,
+                                           sigmoid, unpack_smallest_three)
 
 _SQRT2 = math.sqrt(2.0)
 _MAX_META_BYTES = 16 << 20
@@ -260,12 +261,12 @@ def write_sog(path: PathLike, content: SogContent, webp_method: int = 4) -> None
             zf.writestr("meta.json", meta)
             for name, data in files.items():
                 zf.writestr(name, data)
-        write_atomic(target, [buf.getvalue()])
+        atomic_write(target, buf.getvalue())
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        write_atomic(target.parent / name, [data])
-    write_atomic(target, [meta])
+        atomic_write(target.parent / name, data)
+    atomic_write(target, meta)
 
 
 def sog_size(path: PathLike) -> int:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from splatforge.core.fsutil import atomic_write
 from splatforge.core.gaussians import Gaussians
+from splatforge.core.sh import C0
 from splatforge.errors import FormatError
-from splatforge.io.formats._common import (C0, PathLike, arrays_of, gaussians_from, logit, normalized_quats,
-                                           read_file_bytes, sigmoid, write_atomic)
+from splatforge.io.formats.common import (PathLike, arrays_of, gaussians_from, logit, normalized_quats,
+                                           read_file_bytes, sigmoid)
 
 RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
 assert RECORD.itemsize == 32
@@ -61,7 +63,7 @@ def decode_splat(data: bytes, path: PathLike = "<bytes>") -> Gaussians:
 
 def write_splat(path: PathLike, gaussians: Gaussians) -> None:
     """Write `gaussians` as an antimatter15 `.splat` file (atomically)."""
-    write_atomic(path, [encode_splat(gaussians)])
+    atomic_write(path, encode_splat(gaussians))
 
 
 def read_splat(path: PathLike) -> Gaussians:

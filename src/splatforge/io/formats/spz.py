@@ -33,11 +33,12 @@ import struct
 
 import numpy as np
 
+from splatforge.core.fsutil import atomic_write
 from splatforge.core.gaussians import Gaussians
 from splatforge.errors import FormatError, SplatforgeError
-from splatforge.io.formats._common import (DEFLATE_MAX_RATIO, PathLike, arrays_of, gaussians_from,
+from splatforge.io.formats.common import (DEFLATE_MAX_RATIO, PathLike, arrays_of, gaussians_from,
                                            inflate_limited, logit, pack_smallest_three, read_file_bytes,
-                                           sigmoid, unpack_smallest_three, write_atomic)
+                                           sigmoid, unpack_smallest_three)
 
 MAGIC = 0x5053474E
 HEADER = struct.Struct("<IIIBBBB")
@@ -284,7 +285,7 @@ def _unpack(raw: bytes, version: int, n: int, degree: int, bits: int) -> Gaussia
 
 def write_spz(path: PathLike, gaussians: Gaussians, antialiased: bool = False, version: int = 3) -> None:
     """Write `gaussians` as an SPZ file (atomically), version 3 (default) or 4."""
-    write_atomic(path, [encode_spz(gaussians, antialiased=antialiased, version=version)])
+    atomic_write(path, encode_spz(gaussians, antialiased=antialiased, version=version))
 
 
 def read_spz(path: PathLike) -> Gaussians:

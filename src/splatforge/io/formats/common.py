@@ -1,5 +1,5 @@
 """What the splat formats share: float32 views of `Gaussians`, activations, bounded reads and
-decompression, smallest-three quaternions, Morton order, atomic writes.
+decompression, smallest-three quaternions, Morton order.
 
 Readers never trust a declared size: every count is checked against the bytes the file holds
 (for compressed streams, against the most that many bytes can inflate to) before anything of
@@ -19,19 +19,17 @@ import torch
 
 from splatforge.core.gaussians import Gaussians
 from splatforge.errors import FormatError, SplatforgeError
-from splatforge.io.ply_format import _write_atomic
 
 PathLike = Union[str, os.PathLike]
 
-C0 = 0.28209479177387814
 # Deflate cannot expand data by more than 1032:1 (a 258-byte match in about two bits), so a
 # stream of `n` compressed bytes never inflates to more than this many bytes.
 DEFLATE_MAX_RATIO = 1032
 _SH_DEGREE_OF_K = {0: 0, 3: 1, 8: 2, 15: 3}
 
-__all__ = ["C0", "SplatArrays", "arrays_of", "gaussians_from", "sigmoid", "logit", "read_file_bytes",
+__all__ = ["SplatArrays", "arrays_of", "gaussians_from", "sigmoid", "logit", "read_file_bytes",
            "inflate_limited", "pack_smallest_three", "unpack_smallest_three", "morton_order",
-           "write_atomic", "PathLike"]
+           "normalized_quats", "PathLike"]
 
 
 @dataclass
@@ -178,12 +176,3 @@ def morton_order(means: np.ndarray) -> np.ndarray:
     code = (_spread_bits_21(cells[:, 0]) | (_spread_bits_21(cells[:, 1]) << np.uint64(1))
             | (_spread_bits_21(cells[:, 2]) << np.uint64(2)))
     return np.argsort(code, kind="stable")
-
-
-def write_atomic(path: PathLike, chunks) -> None:
-    """Write byte chunks to `path` via a temporary name and a rename; missing parent folders
-    are an error that names them."""
-    parent = Path(path).parent
-    if not parent.is_dir():
-        raise SplatforgeError(f"cannot write {path}: the folder {parent} does not exist")
-    _write_atomic(path, chunks)
