@@ -101,7 +101,7 @@ def trained_demo_scene(train_seconds: float | None, bench_dir: Path = BENCH_DIR)
 
 
 def _train_demo(capture_dir: Path, train_dir: Path, train_seconds: float | None) -> None:
-    from splatforge.train.data import load_capture
+    from splatforge.capture import load_capture
     from splatforge.train.run import RunOptions, run_training
     from splatforge.train.trainer import TrainConfig
     from splatforge.train_cli import DEMO_TRAIN
@@ -123,7 +123,7 @@ class TestViews:
     frame, as files hold it) against them: what `splatforge eval` reports."""
 
     def __init__(self, capture_dir: Path):
-        from splatforge.train.data import load_capture
+        from splatforge.capture import load_capture
         from splatforge.train.trainer import TrainConfig
         from splatforge.train_cli import DEMO_TRAIN
 

@@ -35,7 +35,7 @@ ROWS = {
 
 
 def run_row(name: str, capture_dir: Path, seconds: float) -> dict:
-    from splatforge.train.data import load_capture
+    from splatforge.capture import load_capture
     from splatforge.train.trainer import TrainConfig, Trainer
     from splatforge.train_cli import DEMO_TRAIN
 
@@ -71,7 +71,7 @@ def reference_ratio() -> tuple[float, float]:
     import numpy as np
 
     from splatforge.core.cameras import orbit_path
-    from splatforge.train.data import Capture, View
+    from splatforge.capture import Capture, View
     from splatforge.train.trainer import TrainConfig, Trainer
 
     rng = np.random.default_rng(0)
@@ -79,7 +79,7 @@ def reference_ratio() -> tuple[float, float]:
     k = np.array([[110.0, 0, 64], [0, 110.0, 64], [0, 0, 1]])
     views = [View(f"v{i}", rng.random((128, 128, 3), dtype=np.float32), k, vms[i]) for i in range(4)]
     pts = rng.normal(size=(5000, 3)) * 0.25
-    capture = Capture(views, [], pts, rng.integers(0, 255, (5000, 3)).astype(np.uint8), np.eye(4), None)
+    capture = Capture(views, [], pts, rng.integers(0, 255, (5000, 3)).astype(np.uint8), np.eye(4))
     times = []
     for backend in ("cpu", "torch"):
         trainer = Trainer(capture, TrainConfig(backend=backend, max_steps=100))

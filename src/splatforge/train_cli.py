@@ -16,27 +16,35 @@ SCENE_SUFFIXES = (".ply", ".splat", ".spz", ".sog")
 def _capture_options():
     @dataclass
     class CaptureOptions:
-        downscale: int = 1  # use images_N/ (made and cached when missing)
-        test_every: int = 8  # hold out every Nth image for testing (0: none)
-        test_list: Optional[Path] = None  # a file naming the held-out images, one a line
+        # shrink photos by this factor (COLMAP: images_N/, made and cached when missing); default: by the
+        # smallest factor that brings the long side to at most 1000 pixels
+        downscale: Optional[int] = None
+        # hold out every Nth image for testing (0: none); default: the capture's own split (Blender's
+        # test json, a transforms.json's test_filenames), else every 8th
+        test_every: Optional[int] = None
+        # a file naming the held-out images, one a line: as the capture writes them, or bare file names
+        test_list: Optional[Path] = None
+        skip_missing: bool = False  # transforms.json: train without frames whose image file is missing
 
     return CaptureOptions
 
 
-def _load_capture(data: Path, opts=None):
-    """The capture at `data`, split into training and test views as `opts` (CaptureOptions) says
-    (None: the library's defaults). Every subcommand loads its capture through here."""
-    from .train.data import load_capture
+def _load_capture(data: Path, opts=None, **kwargs):
+    """The capture at `data` (any format splatforge.capture reads), split into training and test views
+    as `opts` (CaptureOptions) says (None: the library's defaults); `kwargs` go to load_capture. Every
+    subcommand loads its capture through here."""
+    from .capture import load_capture
 
     if opts is None:
-        return load_capture(data)
+        return load_capture(data, **kwargs)
     test_list = None
     if opts.test_list is not None:
         try:
             test_list = [line.strip() for line in Path(opts.test_list).read_text().splitlines() if line.strip()]
         except OSError as exc:
             raise SplatforgeError(f"cannot read the test list {opts.test_list}: {exc.strerror}") from None
-    return load_capture(data, downscale=opts.downscale, test_every=opts.test_every, test_list=test_list)
+    return load_capture(data, downscale=opts.downscale, test_every=opts.test_every, test_list=test_list,
+                        skip_missing=opts.skip_missing, **kwargs)
 
 
 def load_scene_file(path: Path):
@@ -66,9 +74,13 @@ def _train_options():
 
     @dataclass
     class TrainOptions:
-        data: tyro.conf.Positional[Path]  # a COLMAP capture: images/ and sparse/0
+        # a capture: COLMAP (images/ and sparse/0), a transforms.json (or its folder), or a Blender scene
+        data: tyro.conf.Positional[Path]
         output: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("out/train")  # output folder
         capture: flattened(CaptureOptions) = field(default_factory=CaptureOptions)
+        # starting points: auto (the capture's SfM points, else triangulated from the photos with the poses
+        # fixed, else random in the cameras' common view), sfm, triangulate or random
+        init: Literal["auto", "sfm", "triangulate", "random"] = "auto"
         config: flattened(TrainConfig) = field(default_factory=TrainConfig)
         # an option of an enabled module, MODULE.KEY=VALUE, e.g. pose.lr=1e-3
         module_option: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
@@ -82,10 +94,14 @@ def _cmd_train(opts) -> None:
 
     from .train.run import run_training
 
-    capture = _load_capture(opts.data, opts.capture)
     cfg = replace(opts.config, module_options=_module_options(opts.module_option))
-    print(f"{len(capture.train)} training and {len(capture.test)} test views of "
-          f"{capture.train[0].image.shape[1]}x{capture.train[0].image.shape[0]}, {len(capture.points):,} SfM points")
+    # the photos' transparent parts take the training background; triangulated points are cached
+    # beside the run's outputs
+    capture = _load_capture(opts.data, opts.capture, init="none" if cfg.random_init else opts.init,
+                            background=cfg.background, cache_dir=opts.output)
+    sizes = sorted({f"{v.image.shape[1]}x{v.image.shape[0]}" for v in capture.train + capture.test})
+    print(f"{len(capture.train)} training and {len(capture.test)} test views of {', '.join(sizes)} "
+          f"({capture.format}), {len(capture.points):,} {capture.points_source} points")
     result = run_training(capture, opts.output, cfg, opts.run)
     _report_run(Path(opts.output), result.metrics)
 
@@ -133,8 +149,9 @@ def _render_options():
     class RenderOptions:
         scene: tyro.conf.Positional[Path]  # a scene file (PLY), or a point capture .npz with its own cameras
         output: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("out/render")  # output folder
-        capture: Optional[Path] = None  # a COLMAP capture whose cameras to render
-        downscale: int = 1  # with --capture: render at 1/N of its size
+        capture: Optional[Path] = None  # a capture (any format train reads) whose cameras to render
+        # with --capture: render at 1/N of its photos' size (default: the size training uses)
+        downscale: Optional[int] = None
         orbit: int = 0  # render N views on an orbit (0: 120 without --capture; with it: its cameras)
         width: int = 512  # orbit: image width
         height: int = 512  # orbit: image height
@@ -164,19 +181,21 @@ def _cmd_render(args) -> None:
     else:
         gaussians = load_scene_file(args.scene)
         capture_viewmats = None
-        if args.capture is not None:
-            from .io.colmap import read_colmap_model
-
-            model = read_colmap_model(args.capture)
-            capture_viewmats = np.stack([im.viewmat for im in model.images])
+        if args.capture is not None:  # its cameras in its own frame, the frame exported scenes are in
+            capture = _load_capture(args.capture, downscale=args.downscale, normalize=False, init="none",
+                                    background=args.background)
+            capture_viewmats = capture.model_viewmats()
+            views = sorted(capture.train + capture.test, key=lambda v: v.name)  # model_viewmats' order
         if args.capture is not None and not args.orbit:
             import torch
 
-            cams = [model.cameras[im.camera_id] for im in model.images]
-            width, height = cams[0].width // args.downscale, cams[0].height // args.downscale
+            sizes = {v.image.shape[:2] for v in views}
+            if len(sizes) > 1:
+                raise SplatforgeError(f"{args.capture} has photos of {len(sizes)} sizes; render its cameras one "
+                                      "size at a time is not supported: use --orbit")
+            height, width = views[0].image.shape[:2]
             viewmats = torch.from_numpy(capture_viewmats).float()
-            ks = torch.from_numpy(np.stack([c.K for c in cams])).float()
-            ks[:, :2] /= args.downscale
+            ks = torch.from_numpy(np.stack([v.K for v in views])).float()
         else:
             width, height = args.width, args.height
             viewmats, ks = scene_orbit(args.orbit or 120, width, height, gaussians=gaussians,
@@ -204,7 +223,7 @@ def _eval_options():
     @dataclass
     class EvalOptions:
         scene: tyro.conf.Positional[Path]  # the scene file (PLY) to score
-        data: tyro.conf.Positional[Path]  # a COLMAP capture: images/ and sparse/0
+        data: tyro.conf.Positional[Path]  # a capture (any format train reads)
         capture: flattened(CaptureOptions) = field(default_factory=CaptureOptions)
         split: Literal["test", "train", "all"] = "test"  # which of the capture's views to score
         background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB behind the scene, 0-1
@@ -218,7 +237,7 @@ def _cmd_eval(args) -> None:
 
     from .train.trainer import TrainConfig, evaluate, from_capture_frame
 
-    capture = _load_capture(args.data, args.capture)
+    capture = _load_capture(args.data, args.capture, init="none", background=args.background)
     gaussians = from_capture_frame(load_scene_file(args.scene), capture.normalization)
     views = {"test": capture.test, "train": capture.train, "all": capture.train + capture.test}[args.split]
     if not views:
@@ -306,7 +325,7 @@ DEMO_TRAIN = dict(max_steps=3000, sh_degree_interval=300, refine_start_iter=200,
 
 def register(commands: Commands) -> None:
     """`train`, `render`, `eval` and `demo`."""
-    commands.add("train", "train 3D Gaussians on a COLMAP capture (CPU)", _train_options, _cmd_train)
+    commands.add("train", "train 3D Gaussians on a posed capture: COLMAP, transforms.json or Blender (CPU)", _train_options, _cmd_train)
     commands.add("render", "render a scene (PLY) along an orbit or a capture's cameras, to PNGs and MP4",
                  _render_options, _cmd_render)
     commands.add("eval", "score a scene (PLY) against a capture's views: PSNR and SSIM", _eval_options, _cmd_eval)

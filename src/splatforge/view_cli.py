@@ -23,7 +23,7 @@ def _view_options():
         port: int = 8080  # port to listen on; 0 picks a free one
         # send at most this many Gaussians to the browser, the most opaque and largest first
         max_gaussians: int = DEFAULT_MAX_GAUSSIANS
-        # a COLMAP capture folder (sparse/0 + images): show its cameras as frustums with thumbnails
+        # a capture (COLMAP, transforms.json or Blender): show its cameras as frustums with thumbnails
         capture: Optional[Path] = None
         stills_dir: Path = Path("stills")  # where 'Save PNG' writes stills
         up: UpDirection = "+z"  # world up axis for the orbit controls

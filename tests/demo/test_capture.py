@@ -15,7 +15,8 @@ from splatforge.demo.capture import make_demo_capture  # noqa: E402
 from splatforge.demo.raycast import render_view  # noqa: E402
 from splatforge.demo.scene import make_scene  # noqa: E402
 from splatforge.errors import SplatforgeError  # noqa: E402
-from splatforge.train.data import load_capture  # noqa: E402
+from splatforge.capture import load_capture  # noqa: E402
+from splatforge.io.colmap import read_colmap_model  # noqa: E402
 
 SMALL = dict(num_views=10, width=64, height=48, num_points=300)
 
@@ -36,7 +37,7 @@ def test_capture_loads_for_training(capture_dir):
         np.testing.assert_allclose(view.K, [[focal, 0, 32], [0, focal, 24], [0, 0, 1]])
         assert view.image.std() > 0.05  # a textured scene, not a flat colour
     assert cap.points.shape == (300, 3) and cap.colors.shape == (300, 3)
-    model = cap.model
+    model = read_colmap_model(capture_dir)
     assert len(model.cameras) == 1 and next(iter(model.cameras.values())).model == "PINHOLE"
     centers = np.stack([np.linalg.inv(im.viewmat)[:3, 3] for im in model.images])
     assert np.all(centers[:, 2] > 0.5)  # upper hemisphere
@@ -47,7 +48,7 @@ def test_capture_loads_for_training(capture_dir):
 
 def test_sfm_points_lie_on_visible_surfaces_with_their_colour(capture_dir):
     rec = pycolmap.Reconstruction(str(capture_dir / "sparse" / "0"))
-    model = load_capture(capture_dir, normalize=False).model
+    model = read_colmap_model(capture_dir)
     by_id = {im.image_id: im for im in model.images}
     k = next(iter(model.cameras.values())).K
     scene = make_scene(1)
@@ -125,3 +126,55 @@ def test_bad_arguments_and_foreign_folders(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(SplatforgeError, match="not a folder"):
         make_demo_capture(tmp_path / "file")
+
+
+def test_sky_capture_has_sky_photos_low_orbits_and_no_sfm_point_in_the_sky(tmp_path):
+    from splatforge.demo.capture import SKY_ELEVATIONS_DEGREES, make_sky_capture
+    from splatforge.demo.raycast import render_view
+    from splatforge.demo.scene import GROUND_RADIUS
+
+    root = make_sky_capture(tmp_path / "sky", num_views=12, width=64, height=48, num_points=400, seed=3)
+    cap = load_capture(root, normalize=False)
+    assert json.loads((root / "demo.json").read_text())["sky"] is True
+    views = sorted(cap.train + cap.test, key=lambda v: v.name)
+    centers = np.stack([np.linalg.inv(v.viewmat)[:3, 3] for v in views])
+    look_at = np.array(make_scene(3).look_at)
+    elevations = np.degrees(np.arcsin((centers[:, 2] - look_at[2]) / np.linalg.norm(centers - look_at, axis=1)))
+    np.testing.assert_allclose(sorted(set(np.round(elevations, 3))), SKY_ELEVATIONS_DEGREES, atol=1e-3)
+    # held-out views (every 8th) lie on an orbit between two training views of it
+    for test in cap.test:
+        i = views.index(test)
+        ring = np.flatnonzero(np.isclose(elevations, elevations[i]))
+        assert len(ring) >= 3 and all(views[j] not in cap.test for j in ring if j != i)
+    scene = make_scene(3, sky=True)
+    k = views[0].K
+    sky_pixels = 0
+    for view in views:
+        render = render_view(scene, view.viewmat, k, 64, 48, samples_per_side=1)
+        sky = ~render.mask
+        sky_pixels += int(sky.sum())
+        if sky.any():  # the photo there is the sky, not the black background
+            assert view.image[sky].mean() > 0.2
+    assert sky_pixels > 0.15 * len(views) * 64 * 48
+    # every SfM point lies on a surface of the scene, none in the sky or on the far hills
+    assert np.all(np.linalg.norm(cap.points[:, :2], axis=1) <= GROUND_RADIUS + 0.05)
+    assert np.all((cap.points[:, 2] > -0.05) & (cap.points[:, 2] < 2.0))
+
+
+def test_the_sky_has_structure_and_the_default_scene_keeps_its_background():
+    import torch
+
+    from splatforge.core.cameras import look_at as look_at_matrix
+
+    eye = np.array([3.5, 0.0, 0.5])
+    viewmat = look_at_matrix(eye, (0.0, 0.0, 0.6), dtype=torch.float64).numpy()
+    k = np.array([[60.0, 0, 64], [0, 60.0, 48], [0, 0, 1]])
+    plain = render_view(make_scene(0), viewmat, k, 128, 96, samples_per_side=1)
+    sky = render_view(make_scene(0, sky=True), viewmat, k, 128, 96, samples_per_side=1)
+    empty = ~plain.mask
+    assert empty[:20].all()  # the top rows see no surface
+    assert np.all(plain.image[empty] == 0.0)
+    np.testing.assert_array_equal(plain.image[~empty], sky.image[~empty])  # surfaces are lit the same
+    top = sky.image[:20]
+    assert top[..., 2].mean() > top[..., 0].mean() + 0.1  # blue
+    assert top.std(axis=(0, 1)).max() > 0.03  # clouds, a gradient: not one flat colour

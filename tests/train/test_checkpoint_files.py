@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("pycolmap")
 
-from splatforge.train.data import load_capture  # noqa: E402
+from splatforge.capture import load_capture  # noqa: E402
 from splatforge.train.run import newest_checkpoint, save_checkpoint  # noqa: E402
 from splatforge.train.trainer import TrainConfig, Trainer  # noqa: E402
 

@@ -17,7 +17,7 @@ pytest.importorskip("pycolmap")
 
 from splatforge.errors import SplatforgeError  # noqa: E402
 from splatforge.io.ply import read_ply  # noqa: E402
-from splatforge.train.data import load_capture  # noqa: E402
+from splatforge.capture import load_capture  # noqa: E402
 from splatforge.train.run import RunOptions, newest_checkpoint, run_training  # noqa: E402
 from splatforge.train.trainer import TrainConfig  # noqa: E402
 

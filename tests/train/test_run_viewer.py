@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("pycolmap")
 pytest.importorskip("viser")
 
-from splatforge.train.data import load_capture  # noqa: E402
+from splatforge.capture import load_capture  # noqa: E402
 from splatforge.train.run import RunOptions, run_training  # noqa: E402
 from splatforge.train.trainer import TrainConfig  # noqa: E402
 

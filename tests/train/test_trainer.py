@@ -15,7 +15,7 @@ pycolmap = pytest.importorskip("pycolmap")
 import splatforge  # noqa: E402
 from splatforge.core.cameras import orbit_path  # noqa: E402
 from splatforge.io.ply import read_ply  # noqa: E402
-from splatforge.train.data import load_capture  # noqa: E402
+from splatforge.capture import load_capture  # noqa: E402
 from splatforge.train.trainer import evaluate, export_ply, train_scene  # noqa: E402
 
 W, H = 48, 36
@@ -72,7 +72,7 @@ def test_short_training_raises_test_psnr_and_exports_in_the_capture_frame(tmp_pa
     path = export_ply(result, capture, tmp_path / "scene.ply")
     scene = read_ply(path)
     # the exported means sit where the capture's own SfM points are (its frame, not the normalized one)
-    sfm_center = torch.from_numpy(capture.model.points).float().mean(0)
+    sfm_center = torch.from_numpy(capture.points_capture_frame()).float().mean(0)
     assert torch.allclose(scene.means.mean(0), sfm_center, atol=0.3 * scale)
 
 

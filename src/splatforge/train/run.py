@@ -36,7 +36,7 @@ from ..core.fsutil import atomic_write
 from ..core.images import save_image
 from ..errors import SplatforgeError
 from ..io.ply import write_ply
-from .data import Capture
+from ..capture import Capture
 from .modules import build_modules
 from .trainer import TrainConfig, Trainer, TrainResult, to_capture_frame
 

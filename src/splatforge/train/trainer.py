@@ -25,7 +25,7 @@ from ..core.metrics import psnr, ssim
 from ..errors import SplatforgeError
 from ..io.ply import write_ply
 from ..raster import rasterization
-from .data import Capture, View
+from ..capture import Capture, View
 from .modules import RenderBatch, build_modules
 from .strategies import DefaultStrategy, MCMCStrategy
 

@@ -16,15 +16,16 @@ __all__ = ["LiveViewer", "SplatViewer", "ViewScene", "load_view_scene", "subsamp
 def open_scene_viewer(path, host: str = "127.0.0.1", port: int = 8080,
                       max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS, capture=None, stills_dir="stills",
                       up: str = "+z") -> tuple[SplatViewer, ViewScene]:
-    """Load `path` (a splat file or a training folder: its newest .ply) and serve it; `capture` (a COLMAP
-    capture folder) adds its cameras as frustums with thumbnails. Returns the running viewer (stop it
+    """Load `path` (a splat file or a training folder: its newest .ply) and serve it; `capture` (any format
+    `load_capture` reads) adds its cameras as frustums with thumbnails. Returns the running viewer (stop it
     with `.stop()`) and what was loaded (`.message` says if it was subsampled)."""
     scene = load_view_scene(path, max_gaussians)
     cap = None
     if capture is not None:
-        from splatforge.train.data import load_capture
+        from splatforge.capture import load_capture
 
-        cap = load_capture(capture, normalize=False)  # the frame exported scenes are written in
+        # the frame exported scenes are written in; no starting points needed to show cameras
+        cap = load_capture(capture, normalize=False, init="none")
     viewer = SplatViewer(host, port, stills_dir=stills_dir, up=up)
     try:
         viewer.show(scene.gaussians)

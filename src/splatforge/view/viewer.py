@@ -30,7 +30,7 @@ from splatforge.view.stills import (Still, camera_from_pose, pose_from_viewmat, 
 if TYPE_CHECKING:
     import viser
 
-    from splatforge.train.data import Capture
+    from splatforge.capture import Capture
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import numpy as np
 from ...demo.capture import demo_cameras, make_demo_capture
 from ...demo.raycast import linear_to_srgb, pack_scene, render_view, srgb_to_linear
 from ...demo.scene import make_scene
-from ..data import Capture, load_capture
+from ...capture import Capture, load_capture
 from ..trainer import TrainConfig, Trainer
 
 

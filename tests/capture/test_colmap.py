@@ -1,4 +1,4 @@
-"""load_capture: photos, splits, downscaling, undistortion and the normalization's invariants."""
+"""load_capture on COLMAP captures: photos, splits, downscaling, undistortion and the normalization's invariants."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from PIL import Image
 pytest.importorskip("pycolmap")
 
 from splatforge.errors import SplatforgeError  # noqa: E402
-from splatforge.train.data import load_capture  # noqa: E402
+from splatforge.capture import load_capture  # noqa: E402
+from splatforge.io.colmap import read_colmap_model  # noqa: E402
 
 from ..io.test_colmap import build_model  # noqa: E402
 
@@ -43,18 +44,19 @@ def test_split_every_8th_and_normalization_keeps_every_pixel(tmp_path):
     assert len(cap.train) == 8
     centers = np.stack([np.linalg.inv(v.viewmat)[:3, 3] for v in cap.train + cap.test])
     assert np.allclose(centers.mean(0), 0, atol=1e-9) and np.isclose(np.linalg.norm(centers, axis=1).max(), 1)
-    model_points = cap.model.points
+    model = read_colmap_model(root)
+    model_points = model.points
     for view in cap.train:
         rot = view.viewmat[:3, :3]
         np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-9)  # still rigid
-        original = next(im for im in cap.model.images if im.name == view.name)
-        k = cap.model.cameras[original.camera_id].K
+        original = next(im for im in model.images if im.name == view.name)
+        k = model.cameras[original.camera_id].K
         uv_world, z_world = project(k, original.viewmat, model_points)
         uv_norm, z_norm = project(view.K, view.viewmat, cap.points)
         np.testing.assert_allclose(uv_norm, uv_world, atol=1e-7)
         assert np.array_equal(z_norm > 0, z_world > 0)
-    back = cap.points @ cap.world_from_normalized[:3, :3].T + cap.world_from_normalized[:3, 3]
-    np.testing.assert_allclose(back, model_points, atol=1e-9)
+    np.testing.assert_allclose(cap.points_capture_frame(), model_points, atol=1e-9)
+    np.testing.assert_allclose(cap.model_viewmats(), [im.viewmat for im in model.images], atol=1e-12)
 
 
 def test_test_list_and_downscale_with_cache(tmp_path):
@@ -75,14 +77,15 @@ def test_test_list_and_downscale_with_cache(tmp_path):
 def test_distorted_photos_are_undistorted(tmp_path):
     root, poses, _ = capture(tmp_path)
     cap = load_capture(root, test_every=0)
-    distorted = [v for v in cap.train if cap.model.cameras[next(
-        im for im in cap.model.images if im.name == v.name).camera_id].is_distorted]
+    model = read_colmap_model(root)
+    distorted = [v for v in cap.train if model.cameras[next(
+        im for im in model.images if im.name == v.name).camera_id].is_distorted]
     assert len(distorted) == 1
     raw = np.asarray(Image.open(root / "images" / distorted[0].name), dtype=np.float32) / 255
     assert not np.allclose(distorted[0].image, raw)
 
 
-def test_missing_photo_and_mixed_sizes(tmp_path):
+def test_missing_photo_and_wrong_size(tmp_path):
     root, poses, _ = capture(tmp_path)
     missing = sorted(poses)[2]
     (root / "images" / missing).unlink()
@@ -95,14 +98,14 @@ def test_missing_photo_and_mixed_sizes(tmp_path):
 
 def test_distorted_photos_at_a_downscale_are_read_once_undistorted_then_resized(tmp_path, monkeypatch):
     from splatforge.io.colmap import undistort_image
-    from splatforge.train import data
+    from splatforge.capture import colmap
 
     root, poses, _ = capture(tmp_path)
     reads = []
-    real_load = data.load_image
-    monkeypatch.setattr(data, "load_image", lambda path, **kw: reads.append(path.name) or real_load(path, **kw))
+    real_read = colmap.read_photo
+    monkeypatch.setattr(colmap, "read_photo", lambda path, *a, **kw: reads.append(path.name) or real_read(path, *a, **kw))
     cap = load_capture(root, downscale=2, test_every=0)
-    model = cap.model
+    model = read_colmap_model(root)
     name = next(im.name for im in model.images if model.cameras[im.camera_id].is_distorted)
     assert reads.count(name) == 1
     assert not (root / "images_2_cache" / (name + ".png")).exists()  # no half-size copy of the distorted photo
