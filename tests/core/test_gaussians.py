@@ -248,3 +248,18 @@ def test_from_points_on_the_garden_capture():
     d[torch.arange(200), torch.from_numpy(sample)] = float("inf")
     expected = torch.log(d.topk(3, largest=False).values.mean(1).clamp_min(1e-7**0.5))
     torch.testing.assert_close(g.scales[sample, 0].double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_rasterization_args_activate_and_slice_to_the_degree():
+    g = Gaussians.from_points(torch.randn(5, 3), sh_degree=3, scale=0.2)
+    g.shN = torch.randn(g.shN.shape)
+    args = g.rasterization_args()
+    assert set(args) == {"means", "quats", "scales", "opacities", "colors", "sh_degree"} and args["sh_degree"] == 3
+    torch.testing.assert_close(args["scales"], g.activated_scales())
+    torch.testing.assert_close(args["opacities"], g.activated_opacities())
+    torch.testing.assert_close(args["colors"], g.colors_sh())
+    low = g.rasterization_args(sh_degree=1)
+    assert low["sh_degree"] == 1 and low["colors"].shape == (5, 4, 3)
+    torch.testing.assert_close(low["colors"], g.colors_sh()[:, :4])
+    with pytest.raises(ValueError, match="sh_degree 2 needs 8"):
+        g.with_sh_degree(1).rasterization_args(sh_degree=2)

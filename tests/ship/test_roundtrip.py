@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from splatforge.core.sh import C0
 from splatforge.io.formats.common import morton_order
 from splatforge.io.formats.compressed_ply import write_compressed_ply, read_compressed_ply
 from splatforge.io.formats.splat import read_splat, write_splat
@@ -12,7 +13,6 @@ from splatforge.io.scene import detect_format, load_scene, save_scene
 
 from .conftest import make_gaussians, quat_angle_error
 
-C0 = 0.28209479177387814
 SIZES = [0, 1, 300]  # 300: not a multiple of 256
 
 

@@ -55,9 +55,8 @@ def render_views(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int,
         return torch.zeros((len(viewmats), height, width, 3))
     images = []
     for i in range(len(viewmats)):  # one view at a time keeps memory flat for large scenes
-        rgb, _, _ = rasterization(g.means, g.normalized_quats(), g.activated_scales(), g.activated_opacities(),
-                                  g.colors_sh(), viewmats[i:i + 1], Ks[i:i + 1], width, height,
-                                  sh_degree=g.sh_degree)
+        rgb, _, _ = rasterization(**g.rasterization_args(), viewmats=viewmats[i:i + 1], Ks=Ks[i:i + 1],
+                                  width=width, height=height)
         images.append(rgb[0].clamp(0, 1))
     return torch.stack(images)
 

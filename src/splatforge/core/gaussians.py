@@ -202,6 +202,11 @@ class Gaussians:
         """All SH coefficients, the `colors` argument of rasterization() with `sh_degree=d`."""
         return torch.cat([self.sh0, self.shN], 1)
 
+    def rasterization_args(self, sh_degree: int | None = None) -> dict[str, Any]:
+        """The scene arguments of `rasterization()` (means, quats, scales, opacities, colors,
+        sh_degree); see the module function `rasterization_args`."""
+        return rasterization_args(self.as_dict(), self.sh_degree if sh_degree is None else sh_degree)
+
     def rgb(self) -> Tensor:  # [N, 3]
         """View-independent colour, 0.5 + C0 * sh0 (not clamped)."""
         return self.sh0[:, 0] * C0 + 0.5
@@ -343,6 +348,23 @@ class Gaussians:
             sh0=rgb_to_sh(rgb)[:, None, :].contiguous(),
             shN=torch.zeros((n, num_sh_bases(sh_degree) - 1, 3), dtype=dtype, device=device),
         )
+
+
+def rasterization_args(params: Mapping[str, Tensor], sh_degree: int) -> dict[str, Any]:
+    """Pre-activation parameters (a `Gaussians`' fields, or a trainer's dict of them, optionally
+    with leading batch dimensions) as the scene arguments of `rasterization()`: means, quats (the
+    rasterizer normalizes them), activated scales and opacities, and as `colors` the SH
+    coefficients up to `sh_degree` only (the rest would be copied for nothing; they still get
+    their zero gradient through the slice). Cameras, image size and options are the caller's:
+
+        rgb, alpha, meta = rasterization(**gaussians.rasterization_args(), viewmats=..., Ks=..., ...)
+    """
+    k_rest = num_sh_bases(sh_degree) - 1
+    if params["shN"].shape[-2] < k_rest:
+        raise ValueError(f"sh_degree {sh_degree} needs {k_rest} shN coefficients, got {params['shN'].shape[-2]}")
+    colors = torch.cat([params["sh0"], params["shN"][..., :k_rest, :]], dim=-2)
+    return dict(means=params["means"], quats=params["quats"], scales=torch.exp(params["scales"]),
+                opacities=torch.sigmoid(params["opacities"]), colors=colors, sh_degree=sh_degree)
 
 
 def _as_tensor(value: Any) -> Tensor:

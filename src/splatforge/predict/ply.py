@@ -9,7 +9,6 @@ and version (3 u1: 1, 5, 0).
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from splatforge.core.sh import C0
 from splatforge.io.ply_format import write_ply_elements
 
 from .sharp.composer import linear_to_srgb
@@ -24,7 +24,6 @@ from .sharp.composer import linear_to_srgb
 if TYPE_CHECKING:
     from .api import Prediction
 
-SH_C0 = math.sqrt(1.0 / (4.0 * math.pi))
 VERTEX_FIELDS = (["x", "y", "z"] + [f"f_dc_{i}" for i in range(3)] + ["opacity"]
                  + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)])
 PLY_VERSION = (1, 5, 0)
@@ -47,7 +46,7 @@ def save_ply(prediction: Prediction, path: str | os.PathLike) -> Path:
     opacities = prediction.opacities
     columns = [
         prediction.means,
-        (colors_srgb - 0.5) / SH_C0,
+        (colors_srgb - 0.5) / C0,
         torch.log(opacities / (1.0 - opacities))[:, None],
         torch.log(prediction.scales),
         prediction.quats,

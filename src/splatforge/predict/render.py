@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from splatforge.core.cameras import look_at
 from splatforge.errors import SplatforgeError
 from splatforge.raster import rasterization
 from splatforge.render.video import write_video
@@ -32,21 +33,6 @@ class TrajectoryParams:
     num_steps: int = 60
     fps: int = 30
     max_side: int = 640  # frames are rendered at most this large (CPU time)
-
-
-def _look_at_viewmat(eye: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """World-to-camera for an OpenCV camera at `eye` looking at `target`, y pointing down."""
-    up = torch.tensor([0.0, -1.0, 0.0])
-    front = target - eye
-    front = front / front.norm()
-    right = torch.linalg.cross(front, up)
-    right = right / right.norm()
-    down = torch.linalg.cross(front, right)
-    rot = torch.stack([right, down, front], dim=-1)  # camera-to-world rotation
-    view = torch.eye(4)
-    view[:3, :3] = rot.T
-    view[:3, 3] = -rot.T @ eye
-    return view
 
 
 def trajectory_viewmats(prediction: Prediction, params: TrajectoryParams) -> torch.Tensor:
@@ -66,7 +52,7 @@ def trajectory_viewmats(prediction: Prediction, params: TrajectoryParams) -> tor
     for t in np.linspace(0.0, 1.0, params.num_steps):
         eye = torch.tensor([lateral * math.sin(2 * math.pi * t), 0.0,
                             medial * (1 - math.cos(2 * math.pi * t)) / 2], dtype=torch.float32)
-        views.append(_look_at_viewmat(eye, target))
+        views.append(look_at(eye, target, up=(0.0, -1.0, 0.0)))  # OpenCV world: y down
     return torch.stack(views)
 
 

@@ -29,8 +29,9 @@ PROJECTION_FASTMATH = {"contract", "arcp", "nsz"}  # FMAs and reciprocals: a few
 
 
 @numba.njit(cache=True, inline="always")
-def _rotation(qw, qx, qy, qz):
-    """The normalized quaternion (w, x, y, z), its norm, and its rotation matrix (9-tuple)."""
+def quat_rotation(qw, qx, qy, qz):
+    """The normalized quaternion (w, x, y, z), its norm, and its rotation matrix (9-tuple, row-major).
+    A Numba device function: other kernels (MCMC noise) call it inside their own loops."""
     norm = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
     w, x, y, z = qw / norm, qx / norm, qy / norm, qz / norm
     rot = (1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y),
@@ -40,7 +41,7 @@ def _rotation(qw, qx, qy, qz):
 
 
 @numba.njit(cache=True, inline="always")
-def _world_covariance(rot, sx, sy, sz):
+def world_covariance(rot, sx, sy, sz):
     """M = R diag(s) (9-tuple) and Sigma = M M^T (6-tuple)."""
     m = (rot[0] * sx, rot[1] * sy, rot[2] * sz, rot[3] * sx, rot[4] * sy, rot[5] * sz,
          rot[6] * sx, rot[7] * sy, rot[8] * sz)
@@ -139,10 +140,10 @@ def _forward_one(b, g, means, quats, scales, opacities, viewmats, ks, width, hei
                  model, calc_comp, radii, means2d, depths, conics, comps):
     n_cams = viewmats.shape[1]
     x, y, z = np.float64(means[b, g, 0]), np.float64(means[b, g, 1]), np.float64(means[b, g, 2])
-    rot = _rotation(np.float64(quats[b, g, 0]), np.float64(quats[b, g, 1]), np.float64(quats[b, g, 2]),
-                    np.float64(quats[b, g, 3]))[5]
-    sigma = _world_covariance(rot, np.float64(scales[b, g, 0]), np.float64(scales[b, g, 1]),
-                              np.float64(scales[b, g, 2]))[1]
+    rot = quat_rotation(np.float64(quats[b, g, 0]), np.float64(quats[b, g, 1]), np.float64(quats[b, g, 2]),
+                        np.float64(quats[b, g, 3]))[5]
+    sigma = world_covariance(rot, np.float64(scales[b, g, 0]), np.float64(scales[b, g, 1]),
+                             np.float64(scales[b, g, 2]))[1]
     for c in range(n_cams):
         w, t0, t1, t2 = _view(viewmats[b, c])
         zc = w[6] * x + w[7] * y + w[8] * z + t2
@@ -202,10 +203,10 @@ def _backward_one(b, g, means, quats, scales, viewmats, ks, width, height, eps2d
                   v_means2d, v_depths, v_conics, v_comps, v_means, v_quats, v_scales):
     n_cams = viewmats.shape[1]
     x, y, z = np.float64(means[b, g, 0]), np.float64(means[b, g, 1]), np.float64(means[b, g, 2])
-    w, qx, qy, qz, norm, rot = _rotation(np.float64(quats[b, g, 0]), np.float64(quats[b, g, 1]),
-                                         np.float64(quats[b, g, 2]), np.float64(quats[b, g, 3]))
+    w, qx, qy, qz, norm, rot = quat_rotation(np.float64(quats[b, g, 0]), np.float64(quats[b, g, 1]),
+                                             np.float64(quats[b, g, 2]), np.float64(quats[b, g, 3]))
     sx, sy, sz = np.float64(scales[b, g, 0]), np.float64(scales[b, g, 1]), np.float64(scales[b, g, 2])
-    m, sigma = _world_covariance(rot, sx, sy, sz)
+    m, sigma = world_covariance(rot, sx, sy, sz)
     vs00 = vs01 = vs02 = vs11 = vs12 = vs22 = 0.0  # d loss / d Sigma (symmetric), over the cameras
     v_mx = v_my = v_mz = 0.0
     for c in range(n_cams):

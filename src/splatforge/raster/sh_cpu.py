@@ -16,13 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.sh import num_sh_bases
+from ..core.sh import C0, num_sh_bases
 from .kernels_cpu import FASTMATH
 
 A1 = 0.4886025119029199
 B2, C2, D2 = 1.0925484305920792, 0.31539156525252005, 0.5462742152960396
 E3, F3, G3, H3, I3 = 0.5900435899266435, 2.890611442640554, 0.4570457994644658, 0.3731763325901154, 1.445305721320277
-C0 = 0.28209479177387814
 
 
 @numba.njit(inline="always", fastmath=FASTMATH)

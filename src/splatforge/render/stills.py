@@ -37,11 +37,7 @@ def render_views(
     (cached on disk afterwards), so `warmup` renders once untimed."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    args = dict(
-        means=gaussians.means, quats=gaussians.quats, scales=gaussians.activated_scales(),
-        opacities=gaussians.activated_opacities(), colors=gaussians.colors_sh(),
-        sh_degree=gaussians.sh_degree, width=width, height=height, backend=backend,
-    )
+    args = dict(**gaussians.rasterization_args(), width=width, height=height, backend=backend)
     report = RenderReport()
     for i in range(viewmats.shape[0]):
         bg = torch.tensor([background], dtype=gaussians.dtype)

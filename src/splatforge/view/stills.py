@@ -99,9 +99,8 @@ def render_still(gaussians: Gaussians, camera: Camera, background=(1.0, 1.0, 1.0
     ks = camera.K.to(g.device, g.dtype)[None]
     bg = torch.tensor(background, dtype=g.dtype, device=g.device)[None]
     colors, alphas, _ = rasterization(
-        g.means, g.normalized_quats(), g.activated_scales(), g.activated_opacities(), g.colors_sh(),
-        viewmats, ks, camera.width, camera.height, sh_degree=g.sh_degree, render_mode="RGB+ED",
-        backgrounds=bg, backend=backend)
+        **g.rasterization_args(), viewmats=viewmats, Ks=ks, width=camera.width, height=camera.height,
+        render_mode="RGB+ED", backgrounds=bg, backend=backend)
     colors = colors[0].cpu().numpy()
     alpha = alphas[0, ..., 0].cpu().numpy()
     depth = np.where(alpha > 0, colors[..., 3], 0.0).astype(np.float32)

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from splatforge.core.gaussians import Gaussians
+from splatforge.core.sh import C0
 from splatforge.raster.api import rasterization
 
-C0 = 0.28209479177387814
 K_OF_DEGREE = {0: 0, 1: 3, 2: 8, 3: 15}
 
 

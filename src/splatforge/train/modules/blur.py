@@ -27,6 +27,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ...core.gaussians import rasterization_args
+from ...raster import rasterization
 from . import register_module
 from .base import OptModule, RenderBatch
 from .common import (stop_if_not_finite, adam, check_state, fourier_encoding, load_tensor, mlp, module_options, non_negative,
@@ -88,6 +90,14 @@ class BlurModule(OptModule):
         blurred["quats"] = quats + self.cfg.max_quat_delta * torch.tanh(out[:, 3:])
         return blurred
 
+    def render(self, params: dict, viewmats: Tensor, ks: Tensor, width: int, height: int, sh_degree: int,
+               background: Tensor) -> tuple[Tensor, Tensor, dict]:
+        """Pre-activation `params` rendered as the trainer renders (its backend and rasterize mode)."""
+        cfg = self.train_config
+        return rasterization(**rasterization_args(params, sh_degree), viewmats=viewmats, Ks=ks, width=width,
+                             height=height, backgrounds=background, packed=False,
+                             rasterize_mode="antialiased" if cfg.antialiased else "classic", backend=cfg.backend)
+
     def mask(self, embedding: Tensor, height: int, width: int) -> Tensor:  # -> [H, W, 1]
         ys = (torch.arange(height) + 0.5) / height * 2 - 1
         xs = (torch.arange(width) + 0.5) / width * 2 - 1
@@ -98,8 +108,6 @@ class BlurModule(OptModule):
     def after_render(self, batch: RenderBatch, rgb: Tensor, alpha: Tensor, info: dict, step: int) -> Tensor:
         if not batch.training or batch.view_ids is None:
             return rgb
-        from ..trainer import _render
-
         stop_if_not_finite(self)
 
         height, width = rgb.shape[1:3]
@@ -107,9 +115,8 @@ class BlurModule(OptModule):
         for b, view_id in enumerate(batch.view_ids.tolist()):
             embedding = self.embeds[view_id]
             sh_degree = batch.extras.get("sh_degree", self.sh_degree(step))
-            blurred, _, _ = _render(self.blurred_gaussians(batch.params, embedding), batch.viewmats[b:b + 1],
-                                    batch.Ks[b:b + 1], width, height, sh_degree, self.train_config,
-                                    batch.background[b:b + 1])
+            blurred, _, _ = self.render(self.blurred_gaussians(batch.params, embedding), batch.viewmats[b:b + 1],
+                                        batch.Ks[b:b + 1], width, height, sh_degree, batch.background[b:b + 1])
             mask = self.mask(embedding, height, width)
             outputs.append((1 - mask) * rgb[b] + mask * blurred[0])
             masks.append(mask)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ...raster.project import covariances
-from ...raster.project_cpu import CHUNK, _rotation, _world_covariance
+from ...raster.project_cpu import CHUNK, quat_rotation, world_covariance
 from .ops import Optimizers, Params, relocate, sample_add
 
 
@@ -60,10 +60,10 @@ def _move_one(i, means, quats, log_scales, opacity_logits, noise, scale):
     gate = 1.0 / (1.0 + math.exp(-NOISE_STEEPNESS * ((1.0 - opacity) - NOISE_CENTRE)))
     if not gate > NOISE_GATE_FLOOR:
         return
-    rot = _rotation(np.float64(quats[i, 0]), np.float64(quats[i, 1]), np.float64(quats[i, 2]),
-                    np.float64(quats[i, 3]))[5]
-    s00, s01, s02, s11, s12, s22 = _world_covariance(rot, math.exp(log_scales[i, 0]), math.exp(log_scales[i, 1]),
-                                                     math.exp(log_scales[i, 2]))[1]
+    rot = quat_rotation(np.float64(quats[i, 0]), np.float64(quats[i, 1]), np.float64(quats[i, 2]),
+                        np.float64(quats[i, 3]))[5]
+    s00, s01, s02, s11, s12, s22 = world_covariance(rot, math.exp(log_scales[i, 0]), math.exp(log_scales[i, 1]),
+                                                    math.exp(log_scales[i, 2]))[1]
     f = gate * scale
     nx, ny, nz = noise[i, 0] * f, noise[i, 1] * f, noise[i, 2] * f
     means[i, 0] += s00 * nx + s01 * ny + s02 * nz
