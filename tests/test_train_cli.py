@@ -75,3 +75,21 @@ def test_train_cli_with_modules_and_their_options(demo, tmp_path, capsys):
     assert main(["train", str(demo / "capture"), "-o", str(tmp_path / "bad"), "--modules", "pose",
                  "--module-option", "nonsense"]) == 2
     assert "MODULE.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_train_options_are_typed_and_choices_are_checked_when_parsing(capsys):
+    from splatforge.cli import parse_command_line
+
+    _, opts = parse_command_line(["train", "CAPTURE", "-o", "out/x", "--strategy", "mcmc", "--background", "1", "0.5",
+                                  "0", "--backend", "cpu", "--max-seconds", "60", "--no-progress", "--downscale", "4",
+                                  "--test-every", "0", "--module-option", "pose.lr=1e-3"])
+    assert str(opts.data) == "CAPTURE" and str(opts.output) == "out/x"
+    assert (opts.config.strategy, opts.config.background, opts.config.backend) == ("mcmc", (1.0, 0.5, 0.0), "cpu")
+    assert opts.run.max_seconds == 60.0 and opts.run.progress is False
+    assert (opts.capture.downscale, opts.capture.test_every) == (4, 0)
+    assert opts.module_option == ("pose.lr=1e-3",)
+    for bad in (["--strategy", "fast"], ["--backend", "metal"], ["--background", "1,1,1"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_command_line(["train", "CAPTURE", *bad])
+        assert exit_info.value.code == 2
+    capsys.readouterr()

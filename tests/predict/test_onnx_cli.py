@@ -13,7 +13,8 @@ from splatforge.errors import SplatforgeError
 from splatforge.predict import predict_image
 from splatforge.predict.onnx import export_onnx, load_onnx_predictor
 
-from .cli_helper import run
+from splatforge.cli import main as run
+
 from .conftest import DATA
 
 
@@ -74,7 +75,7 @@ def test_predict_command_on_a_directory_reports_bad_files(tmp_path, capsys):
                 "--checkpoint", str(DATA / "sharp_small_state_dict.pt")])
     out = capsys.readouterr()
     assert code == 2
-    assert "1 of 3 inputs failed" in out.out and "b.jpg" in out.err
+    assert "1 of 3 inputs failed" in out.err and "b.jpg" in out.err
     assert (tmp_path / "out" / "a.ply").is_file() and (tmp_path / "out" / "c.ply").is_file()
 
 
@@ -83,10 +84,10 @@ def test_predict_command_errors(tmp_path, capsys):
     (tmp_path / "empty" / "notes.txt").write_text("not a photo")
     assert run(["predict", str(tmp_path / "empty"), "-o", str(tmp_path / "o"), "--preset",
                 "small", "--seed", "0"]) == 2
-    assert "no images in" in capsys.readouterr().out
+    assert "splatforge predict: error: no images in" in capsys.readouterr().err
     assert run(["predict", str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "o"), "--preset",
                 "small", "--seed", "0"]) == 2
-    assert "not found" in capsys.readouterr().out
+    assert "splatforge predict: error: input not found" in capsys.readouterr().err
 
 
 def test_export_command_and_onnx_backend(tmp_path, capsys):

@@ -1,6 +1,5 @@
 """PLAS layout, k-means codebooks, SOG round trips, and the compress / convert commands."""
 
-import argparse
 import json
 import zipfile
 
@@ -8,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from splatforge import ship_cli
+from splatforge.cli import parse_command_line
 from splatforge.compress import PlasConfig, kmeans, neighbour_distance, palette_kmeans, plas_order, quantize_1d
 from splatforge.compress.quality import compare_scenes
 from splatforge.compress.sog import SogConfig, encode_sog
@@ -94,11 +93,9 @@ def test_compare_scenes_detects_damage():
 
 
 def _run(argv):
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    ship_cli.register(sub)
-    args = parser.parse_args(argv)
-    args.func(args)
+    """Parse and run a command; its SplatforgeError propagates (cli.main would print it, exit 2)."""
+    command, options = parse_command_line(argv)
+    command.run(options)
 
 
 def test_cli_compress_and_convert_print_sizes_ratio_and_quality(tmp_path, capsys):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import socket
 import threading
@@ -15,7 +14,7 @@ from splatforge.errors import SplatforgeError
 from splatforge.io.ply import write_ply
 from splatforge.view import LiveViewer, SplatViewer, open_scene_viewer
 from splatforge.view.stills import camera_from_pose, render_still
-from splatforge.view_cli import register
+from splatforge.cli import parse_command_line
 
 from .conftest import FOV_50, blob, look_pose
 
@@ -67,11 +66,9 @@ def test_port_in_use_is_a_clear_error_naming_the_port():
 
 def _cli(argv):
     """What cli.main does with a registered subcommand: parse, run, turn SplatforgeError into exit 2."""
-    parser = argparse.ArgumentParser(prog="splatforge")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    command, options = parse_command_line(argv)
     try:
-        args.func(args)
+        command.run(options)
     except SplatforgeError as exc:
         return 2, str(exc)
     return 0, ""
