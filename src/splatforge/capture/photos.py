@@ -167,6 +167,12 @@ def undistort(image: np.ndarray, K: np.ndarray, lens: Lens) -> np.ndarray:  # [H
     if lens.model == "opencv" and lens.k3 == 0 and lens.k4 == 0:
         camera = ColmapCamera(0, "OPENCV", w, h, np.asarray(K, np.float64), np.array([lens.k1, lens.k2, lens.p1, lens.p2]))
         return undistort_image(image, camera)
+    return remap(image, K, lens)
+
+
+def remap(image: np.ndarray, K: np.ndarray, lens: Lens) -> np.ndarray:  # [H, W, C] -> [H, W, C]
+    """Each pixel of the pinhole image takes the bilinear sample of `image` where `lens` sends it."""
+    h, w = image.shape[:2]
     ys, xs = np.meshgrid(np.arange(h, dtype=np.float64) + 0.5, np.arange(w, dtype=np.float64) + 0.5, indexing="ij")
     normalized = np.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1]], axis=-1)
     src = lens.distort(normalized)
