@@ -275,9 +275,13 @@ def test_body_limits(env):
 
 def test_health_shape(env):
     client, _, _ = env
-    health = client.get("/v2/e/health").json()
+    response = client.get("/v2/e/health")
+    health = response.json()
+    assert response.status_code == 200 and health["status"] == "healthy"
     assert set(health["jobs"]) == {"completed", "failed", "inProgress", "inQueue", "retried"}
     assert {"idle", "running"} <= set(health["workers"])
+    assert [w["id"] for w in health["workerStates"]] == ["worker-0"]
+    assert health["workerStates"][0]["error"] is None
     assert health["jobs"]["completed"] >= 1
 
 
@@ -319,7 +323,8 @@ def test_results_over_the_inline_limit_are_given_as_a_download_url(env):
     finally:
         config.inline_limit = saved
     out = body["output"]
-    assert "ply" not in out and out["ply_url"] == f"/v2/e/results/{body['id']}/scene.ply"
+    # Absolute, under the request's base URL (no public_url is set here).
+    assert "ply" not in out and out["ply_url"] == f"http://testserver/v2/e/results/{body['id']}/scene.ply"
     raw = client.get(out["ply_url"])
     assert raw.status_code == 200 and raw.content.startswith(b"ply\n")
 

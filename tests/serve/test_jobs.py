@@ -75,7 +75,7 @@ def test_ttl_times_out_queued_jobs_and_results_expire(tmp_path):
     (queued,) = submit(store, ttl_ms=1)
     (done,) = submit(store, retention_s=0.0)
     time.sleep(0.01)
-    assert store.time_out_expired() == [(queued, "IN_QUEUE")]
+    assert store.time_out_expired() == [(queued, None)]  # no worker to stop
     assert store.get(queued).status == "TIMED_OUT"
     job = store.claim("w")
     assert job.id == done
@@ -95,3 +95,73 @@ def test_retry_and_unknown_ids(tmp_path):
     assert store.get("../../etc/passwd") is None and store.get("0" * 32) is None
     with pytest.raises(ValueError):
         result_dir(tmp_path, "../x")
+
+
+class HookedStore(JobStore):
+    """A JobStore that calls `after_commit()` after each of its transactions commits: the moment at
+    which another worker, with its own connection, may act between two of them."""
+
+    after_commit = None
+
+    def _tx(self):
+        tx, store = super()._tx(), self
+
+        class _Hooked:
+            def __enter__(self):
+                return tx.__enter__()
+
+            def __exit__(self, *exc):
+                tx.__exit__(*exc)
+                hook, store.after_commit = store.after_commit, None  # once
+                if hook is not None and exc[0] is None:
+                    hook()
+
+        return _Hooked()
+
+
+def test_a_requeued_job_that_another_worker_claims_is_not_failed_under_it(tmp_path):
+    path = tmp_path / "j.sqlite3"
+    a, b = HookedStore(path), JobStore(path)  # two workers with their own connections: only SQLite orders them
+    (job_id,) = submit(a)
+    assert a.claim("worker-a").id == job_id
+    claimed = []
+    a.after_commit = lambda: claimed.append(b.claim("worker-b"))  # in between, if there is a between
+    assert a.requeue_or_fail(job_id, 3, "worker-a died", worker_id="worker-a") == "IN_QUEUE"
+    assert [j.id for j in claimed if j] == [job_id]
+    job = b.get(job_id)
+    assert (job.status, job.worker_id, job.attempts) == ("IN_PROGRESS", "worker-b", 2)
+    assert a.terminal_events() == []
+    # worker-a, late, cannot requeue, fail or finish worker-b's run.
+    assert a.requeue_or_fail(job_id, 1, "worker-a died", worker_id="worker-a") == "IN_PROGRESS"
+    assert not a.finish(job_id, "COMPLETED", result={"format": "ply"}, worker_id="worker-a")
+    assert b.get(job_id).status == "IN_PROGRESS" and a.terminal_events() == []
+    assert b.finish(job_id, "COMPLETED", result={"format": "ply"}, worker_id="worker-b")
+    assert a.terminal_events() == [(job_id, "COMPLETED")]
+
+
+def test_requeue_or_fail_fails_on_the_last_attempt_in_one_step(tmp_path):
+    path = tmp_path / "j.sqlite3"
+    a, b = HookedStore(path), JobStore(path)
+    (job_id,) = submit(a)
+    a.claim("worker-a")
+    a.after_commit = lambda: b.claim("worker-b")
+    assert a.requeue_or_fail(job_id, 1, "worker-a died", worker_id="worker-a") == "FAILED"
+    job = b.get(job_id)
+    assert job.status == "FAILED" and job.error == "worker-a died; gave up after 1 attempts"
+    assert b.terminal_events() == [(job_id, "FAILED")]
+
+
+def test_cancel_tells_which_worker_runs_the_job(tmp_path):
+    store = JobStore(tmp_path / "j.sqlite3")
+    running, done, queued = submit(store, 3)
+    store.claim("worker-a")
+    store.claim("worker-b")
+    store.finish(done, "COMPLETED", result={"format": "ply"})
+    store.cancel(queued)
+    assert store.cancel(queued) == ("CANCELLED", None)  # already terminal: unchanged, no worker to stop
+    assert store.get(queued).status == "CANCELLED"
+    assert store.cancel(running) == ("CANCELLED", "worker-a")
+    assert store.cancel(done) == ("COMPLETED", None)
+    assert store.cancel("0" * 32) is None
+    assert sorted(store.terminal_events()) == sorted([(queued, "CANCELLED"), (running, "CANCELLED"),
+                                                      (done, "COMPLETED")])

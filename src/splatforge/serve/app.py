@@ -7,7 +7,8 @@ official client works against it with only its base URL changed::
     output = runpod.Endpoint("splat").run_sync({"image": base64_png})
 
 Operations: POST run, runsync[?wait=ms]; GET/POST status/{id}; POST cancel/{id}, retry/{id},
-purge-queue; GET health; and GET results/{id}/scene.<ext> for the raw result file.
+purge-queue; GET health; and GET results/{id}/scene.<ext> for the raw result file (what the
+`<format>_url` of a result over the inline limit points to, under `ServeConfig.public_url`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 from contextlib import asynccontextmanager
 from typing import Optional
 
-from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
+from fastapi import Depends, FastAPI, Path as PathParam, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -127,8 +128,8 @@ def create_app(config: ServeConfig, service: Optional[SceneService] = None) -> F
     prefix = "/v2/{endpoint_id}"
     deps = [Depends(authorize)]
 
-    def base_url(request: Request, endpoint_id: str) -> str:
-        return f"/v2/{endpoint_id}"
+    def links_base(request: Request, endpoint_id: str) -> str:
+        return service.links_base(str(request.base_url), endpoint_id)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError):
@@ -162,27 +163,29 @@ def create_app(config: ServeConfig, service: Optional[SceneService] = None) -> F
         return job
 
     @app.post(prefix + "/run", response_model=JobAccepted, dependencies=deps, responses=_ERRORS)
-    def run(body: RunRequest, endpoint_id: str = Depends(endpoint)):
+    def run(request: Request, body: RunRequest, endpoint_id: str = Depends(endpoint)):
         """Queue a job; poll /status/{id} for its result."""
-        return {"id": service.submit(body, sync=False), "status": "IN_QUEUE"}
+        return {"id": service.submit(body, sync=False, links_base=links_base(request, endpoint_id)),
+                "status": "IN_QUEUE"}
 
     @app.post(prefix + "/runsync", response_model=JobState, response_model_exclude_none=True,
               dependencies=deps, responses=_ERRORS)
     async def runsync(request: Request, body: RunRequest, endpoint_id: str = Depends(endpoint),
                       wait: int = Query(90000, ge=0, le=300000, description="ms to wait for the result")):
         """Queue a job and wait up to `wait` ms for it; the status body either way."""
-        job_id = await run_in_threadpool(service.submit, body, sync=True)
+        job_id = await run_in_threadpool(service.submit, body, sync=True,
+                                         links_base=links_base(request, endpoint_id))
         await service.wait_terminal(job_id, wait / 1000)
         job = await run_in_threadpool(service.get, job_id)
         if job is None:
             raise ApiError(404, f"job {job_id} expired")
         if not job.terminal:
             return {"id": job.id, "status": job.status}
-        return await run_in_threadpool(service.status_body, job, base_url(request, endpoint_id))
+        return await run_in_threadpool(service.status_body, job, links_base(request, endpoint_id))
 
     def status(request: Request, job_id: str = job_id_param, endpoint_id: str = Depends(endpoint)):
         """The job's status; `output` when COMPLETED, `error` when FAILED or TIMED_OUT."""
-        return service.status_body(lookup(job_id), base_url(request, endpoint_id))
+        return service.status_body(lookup(job_id), links_base(request, endpoint_id))
 
     for method in ("GET", "POST"):
         app.add_api_route(prefix + "/status/{job_id}", status, methods=[method], response_model=JobState,
@@ -206,10 +209,15 @@ def create_app(config: ServeConfig, service: Optional[SceneService] = None) -> F
         """Cancel every queued job (running jobs go on)."""
         return {"removed": service.purge_queue(), "status": "completed"}
 
-    @app.get(prefix + "/health", response_model=Health, dependencies=deps, responses=_ERRORS)
-    def health(endpoint_id: str = Depends(endpoint)):
-        """Job counts (within the result retention) and worker states."""
-        return service.health()
+    @app.get(prefix + "/health", response_model=Health, dependencies=deps,
+             responses={**_ERRORS, 503: {"model": Health, "description": "no worker can run jobs"}})
+    def health(response: Response, endpoint_id: str = Depends(endpoint)):
+        """Job counts (within the result retention) and worker states; HTTP 503 when no worker can
+        run jobs (every worker's model failed to load: see `workerStates[].error`)."""
+        body = service.health()
+        if body["status"] == "unhealthy":
+            response.status_code = 503
+        return body
 
     @app.get(prefix + "/results/{job_id}/{filename}", dependencies=deps, responses=_ERRORS,
              response_class=FileResponse)

@@ -1,8 +1,10 @@
 """The durable job store: one SQLite database (WAL) holding every job's state.
 
-Every state change is one conditional UPDATE (`... WHERE id = ? AND status IN (...)`), so of two
-racing changes (a worker finishing while a user cancels, a timeout while a result arrives) exactly
-one wins, and a job reaches a terminal state exactly once. Each terminal transition is also
+Every state change is one conditional UPDATE (`... WHERE id = ? AND status IN (...)`, and for a
+worker's own changes `AND worker_id = ?`) in one transaction, checked by its row count, so of two
+racing changes (a worker finishing while a user cancels, a timeout while a result arrives, a job
+requeued and claimed by another worker) exactly one wins, and a job reaches a terminal state
+exactly once. Each terminal transition is also
 appended to `events`, which is how tests and the benchmark verify that claim.
 
 WAL with synchronous=NORMAL survives the server process being killed at any instant (only a
@@ -46,7 +48,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker_id TEXT,
     result TEXT,
     error TEXT,
-    webhook_state TEXT
+    webhook_state TEXT,
+    links_base TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
 CREATE TABLE IF NOT EXISTS events (job_id TEXT NOT NULL, status TEXT NOT NULL, at REAL NOT NULL);
@@ -75,6 +78,7 @@ class Job:
     result: Optional[dict]
     error: Optional[str]
     webhook_state: Optional[str]
+    links_base: Optional[str] = None  # URL prefix of the result links in its webhook body
 
     @property
     def terminal(self) -> bool:
@@ -82,14 +86,14 @@ class Job:
 
 
 _COLUMNS = ("id, status, input, webhook, execution_timeout_ms, ttl_ms, created_at, started_at, finished_at, "
-            "expires_at, attempts, worker_id, result, error, webhook_state")
+            "expires_at, attempts, worker_id, result, error, webhook_state, links_base")
 
 
 def _job(row) -> Job:
     (id_, status, input_, webhook, exec_ms, ttl_ms, created, started, finished, expires, attempts, worker,
-     result, error, webhook_state) = row
+     result, error, webhook_state, links_base) = row
     return Job(id_, status, json.loads(input_), webhook, exec_ms, ttl_ms, created, started, finished, expires,
-               attempts, worker, json.loads(result) if result else None, error, webhook_state)
+               attempts, worker, json.loads(result) if result else None, error, webhook_state, links_base)
 
 
 class JobStore:
@@ -103,6 +107,9 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "links_base" not in columns:  # a store written before result links were absolute
+            self._db.execute("ALTER TABLE jobs ADD COLUMN links_base TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -114,7 +121,8 @@ class JobStore:
     # ------------------------------------------------------------------ submission and lookup
 
     def submit(self, job_input: dict, *, webhook: Optional[str], execution_timeout_ms: Optional[int],
-               ttl_ms: Optional[int], retention_s: float, max_queue: int, sync: bool = False) -> str:
+               ttl_ms: Optional[int], retention_s: float, max_queue: int, sync: bool = False,
+               links_base: Optional[str] = None) -> str:
         job_id = uuid.uuid4().hex + ("-s" if sync else "")
         now = time.time()
         expires = now + ttl_ms / 1000 if ttl_ms else None
@@ -123,9 +131,9 @@ class JobStore:
             if queued >= max_queue:
                 raise QueueFull(f"the queue is full ({queued} jobs waiting); retry later")
             db.execute("INSERT INTO jobs (id, status, input, webhook, execution_timeout_ms, ttl_ms, retention_s, "
-                       "created_at, expires_at) VALUES (?, 'IN_QUEUE', ?, ?, ?, ?, ?, ?, ?)",
+                       "created_at, expires_at, links_base) VALUES (?, 'IN_QUEUE', ?, ?, ?, ?, ?, ?, ?, ?)",
                        (job_id, json.dumps(job_input), webhook, execution_timeout_ms, ttl_ms, retention_s, now,
-                        expires))
+                        expires, links_base))
         return job_id
 
     def get(self, job_id: str) -> Optional[Job]:
@@ -149,31 +157,25 @@ class JobStore:
     # ------------------------------------------------------------------ transitions
 
     def finish(self, job_id: str, status: str, *, result: Optional[dict] = None, error: Optional[str] = None,
-               from_statuses: tuple[str, ...] = ("IN_PROGRESS",), grace_s: float = 60.0) -> bool:
-        """Move a job to a terminal status if it is in one of `from_statuses`; False if another
-        change won. Results are kept for the job's retention (or until its ttl)."""
-        assert status in TERMINAL_STATUSES, status
-        now = time.time()
-        marks = ",".join("?" * len(from_statuses))
+               from_statuses: tuple[str, ...] = ("IN_PROGRESS",), worker_id: Optional[str] = None,
+               grace_s: float = 60.0) -> bool:
+        """Move a job to a terminal status if it is in one of `from_statuses` (and, given
+        `worker_id`, claimed by that worker); False if another change won. Results are kept for the
+        job's retention (or until its ttl)."""
         with self._tx() as db:
-            cur = db.execute(
-                f"UPDATE jobs SET status = ?, finished_at = ?, result = ?, error = ?, "
-                f"expires_at = CASE WHEN ttl_ms IS NULL THEN ? + retention_s "
-                f"                  ELSE MAX(created_at + ttl_ms / 1000.0, ? + ?) END, "
-                f"webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END "
-                f"WHERE id = ? AND status IN ({marks})",
-                (status, now, json.dumps(result) if result is not None else None, error, now,
-                 now, grace_s if status != "COMPLETED" else 0.0, job_id, *from_statuses))
-            if cur.rowcount != 1:
-                return False
-            db.execute("INSERT INTO events (job_id, status, at) VALUES (?, ?, ?)", (job_id, status, now))
-        return True
+            return _finish(db, job_id, status, result=result, error=error, from_statuses=from_statuses,
+                           worker_id=worker_id, grace_s=grace_s) is not None
 
-    def cancel(self, job_id: str) -> Optional[str]:
-        """Cancel a queued or running job; returns the job's status afterwards (None: unknown)."""
-        self.finish(job_id, "CANCELLED", from_statuses=("IN_QUEUE", "IN_PROGRESS"))
-        job = self.get(job_id)
-        return job.status if job else None
+    def cancel(self, job_id: str) -> Optional[tuple[str, Optional[str]]]:
+        """Cancel a queued or running job. Returns (status afterwards, the worker that was running
+        it, to be stopped, or None); None for an unknown job. A job claimed a moment before is
+        cancelled all the same, and its worker named."""
+        with self._tx() as db:
+            claimed_by = _finish(db, job_id, "CANCELLED", from_statuses=("IN_QUEUE", "IN_PROGRESS"))
+            row = db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        return row[0], (claimed_by or None)
 
     def retry(self, job_id: str) -> Optional[str]:
         """Queue a FAILED or TIMED_OUT job again; returns its status afterwards (None: unknown)."""
@@ -192,17 +194,36 @@ class JobStore:
         """Cancel every queued job; returns their ids."""
         with self._tx() as db:
             ids = [r[0] for r in db.execute("SELECT id FROM jobs WHERE status = 'IN_QUEUE'")]
-        return [i for i in ids if self.finish(i, "CANCELLED", from_statuses=("IN_QUEUE",))]
+            return [i for i in ids if _finish(db, i, "CANCELLED", from_statuses=("IN_QUEUE",)) is not None]
 
-    def requeue_or_fail(self, job_id: str, max_attempts: int, reason: str) -> str:
-        """After a worker died mid-job: queue it again, or fail it after `max_attempts` tries."""
+    def requeue_or_fail(self, job_id: str, max_attempts: int, reason: str, *,
+                        worker_id: Optional[str] = None) -> str:
+        """After a worker died mid-job: queue it again, or fail it after `max_attempts` tries; in
+        one transaction, and only while it is IN_PROGRESS (for `worker_id`, when given). Returns the
+        job's status afterwards ("GONE" if it no longer exists)."""
         with self._tx() as db:
-            db.execute("UPDATE jobs SET status = 'IN_QUEUE', worker_id = NULL, started_at = NULL "
-                       "WHERE id = ? AND status = 'IN_PROGRESS' AND attempts < ?", (job_id, max_attempts))
-        if self.finish(job_id, "FAILED", error=f"{reason}; gave up after {max_attempts} attempts"):
-            return "FAILED"
-        job = self.get(job_id)
-        return job.status if job else "GONE"
+            row = db.execute("SELECT status, attempts, worker_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return "GONE"
+            status, attempts, claimed_by = row
+            if status != "IN_PROGRESS" or (worker_id is not None and claimed_by != worker_id):
+                return status  # another change won: a cancel, a timeout, or another worker's claim
+            if attempts >= max_attempts:
+                won = _finish(db, job_id, "FAILED", error=f"{reason}; gave up after {max_attempts} attempts",
+                              worker_id=claimed_by)
+                assert won is not None, job_id  # the row was read in this transaction
+                return "FAILED"
+            cur = db.execute("UPDATE jobs SET status = 'IN_QUEUE', worker_id = NULL, started_at = NULL "
+                             "WHERE id = ? AND status = 'IN_PROGRESS' AND worker_id IS ?", (job_id, claimed_by))
+            assert cur.rowcount == 1, job_id
+            return "IN_QUEUE"
+
+    def fail_queued(self, reason: str) -> list[str]:
+        """End every queued job as FAILED with `reason` (no worker can run them); returns their ids."""
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM jobs WHERE status = 'IN_QUEUE'")]
+            return [i for i in ids if _finish(db, i, "FAILED", error=reason, from_statuses=("IN_QUEUE",))
+                    is not None]
 
     def recover(self, max_attempts: int) -> tuple[int, int]:
         """At startup: jobs left IN_PROGRESS by a crash run again (or fail after `max_attempts`).
@@ -212,17 +233,19 @@ class JobStore:
         outcomes = [self.requeue_or_fail(i, max_attempts, "the server stopped while the job ran") for i in ids]
         return outcomes.count("IN_QUEUE"), outcomes.count("FAILED")
 
-    def time_out_expired(self) -> list[tuple[str, str]]:
-        """End unfinished jobs whose ttl has passed as TIMED_OUT; returns (id, previous status)."""
+    def time_out_expired(self) -> list[tuple[str, Optional[str]]]:
+        """End unfinished jobs whose ttl has passed as TIMED_OUT; returns (id, the worker that was
+        running it or None)."""
         now = time.time()
-        with self._tx() as db:
-            rows = db.execute("SELECT id, status FROM jobs WHERE status IN ('IN_QUEUE', 'IN_PROGRESS') "
-                              "AND expires_at IS NOT NULL AND expires_at < ?", (now,)).fetchall()
         ended = []
-        for job_id, status in rows:
-            if self.finish(job_id, "TIMED_OUT", error="the job's ttl ran out before it finished",
-                           from_statuses=(status,)):
-                ended.append((job_id, status))
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM jobs WHERE status IN ('IN_QUEUE', 'IN_PROGRESS') "
+                                            "AND expires_at IS NOT NULL AND expires_at < ?", (now,))]
+            for job_id in ids:
+                worker = _finish(db, job_id, "TIMED_OUT", error="the job's ttl ran out before it finished",
+                                 from_statuses=("IN_QUEUE", "IN_PROGRESS"))
+                if worker is not None:
+                    ended.append((job_id, worker or None))
         return ended
 
     def delete_expired(self) -> list[str]:
@@ -266,6 +289,30 @@ class JobStore:
     def status_of_all(self) -> dict[str, str]:
         with self._tx() as db:
             return dict(db.execute("SELECT id, status FROM jobs").fetchall())
+
+
+def _finish(db: sqlite3.Connection, job_id: str, status: str, *, result: Optional[dict] = None,
+            error: Optional[str] = None, from_statuses: tuple[str, ...] = ("IN_PROGRESS",),
+            worker_id: Optional[str] = None, grace_s: float = 60.0) -> Optional[str]:
+    """The terminal transition inside a caller's transaction. Returns None if the job was not in
+    `from_statuses` (or not claimed by `worker_id`), else the worker it was claimed by ("" if none)."""
+    assert status in TERMINAL_STATUSES, status
+    now = time.time()
+    marks = ",".join("?" * len(from_statuses))
+    worker_clause = " AND worker_id = ?" if worker_id is not None else ""
+    rows = db.execute(
+        f"UPDATE jobs SET status = ?, finished_at = ?, result = ?, error = ?, "
+        f"expires_at = CASE WHEN ttl_ms IS NULL THEN ? + retention_s "
+        f"                  ELSE MAX(created_at + ttl_ms / 1000.0, ? + ?) END, "
+        f"webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END "
+        f"WHERE id = ? AND status IN ({marks}){worker_clause} RETURNING COALESCE(worker_id, '')",
+        (status, now, json.dumps(result) if result is not None else None, error, now,
+         now, grace_s if status != "COMPLETED" else 0.0, job_id, *from_statuses,
+         *((worker_id,) if worker_id is not None else ()))).fetchall()
+    if len(rows) != 1:
+        return None
+    db.execute("INSERT INTO events (job_id, status, at) VALUES (?, ?, ?)", (job_id, status, now))
+    return rows[0][0]
 
 
 class _Transaction:

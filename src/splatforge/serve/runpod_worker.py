@@ -17,7 +17,7 @@ from splatforge.errors import SplatforgeError
 from splatforge.serve.fetch import UrlPolicy
 from splatforge.serve.handler import ImageLimits, predict_scene_file, scene_output
 from splatforge.serve.schemas import parse_job_input
-from splatforge.serve.workers import ModelSpec
+from splatforge.serve.workers import ModelSpec, load_predictor
 
 
 def make_scene_job_handler(predictor, *, limits: ImageLimits, url_policy: UrlPolicy,
@@ -49,12 +49,9 @@ def make_scene_job_handler(predictor, *, limits: ImageLimits, url_policy: UrlPol
 
 
 def start_runpod_worker(model: ModelSpec, *, limits: ImageLimits, url_policy: UrlPolicy) -> None:
-    """Load the model and serve RunPod jobs until the platform stops the worker."""
+    """Load the model and serve RunPod jobs until the platform stops the worker. A model that
+    cannot load raises SplatforgeError before the worker asks the platform for a job."""
     import runpod
-    import torch
 
-    from splatforge.predict import build_predictor
-
-    torch.set_num_threads(max(1, model.torch_threads))
-    predictor = build_predictor(model.preset, checkpoint=model.checkpoint, seed=model.seed, device=model.device)
+    predictor = load_predictor(model)
     runpod.serverless.start({"handler": make_scene_job_handler(predictor, limits=limits, url_policy=url_policy)})

@@ -99,9 +99,19 @@ class HealthWorkers(BaseModel):
     unhealthy: int
 
 
+class WorkerState(BaseModel):
+    id: str
+    state: Literal["initializing", "idle", "running", "unhealthy"]
+    error: Optional[str] = Field(None, description="why the worker's model did not load (while unhealthy)")
+    loadFailures: int = Field(0, description="failed model loads in a row")
+
+
 class Health(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"] = Field(
+        description="degraded: some workers are unhealthy; unhealthy: none can run jobs (HTTP 503)")
     jobs: HealthJobs
     workers: HealthWorkers
+    workerStates: list[WorkerState]
 
 
 class ErrorBody(BaseModel):

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 from splatforge.errors import SplatforgeError
 from splatforge.serve.fetch import UrlPolicy, UrlRefused, check_url, post_json
@@ -23,6 +25,8 @@ from splatforge.serve.schemas import RunRequest
 from splatforge.serve.workers import ModelSpec, WorkerPool, WorkerSettings, scene_file_of
 
 log = logging.getLogger("splatforge.serve")
+
+PUBLIC_URL_ENV = "SPLATFORGE_PUBLIC_URL"
 
 
 @dataclass
@@ -37,9 +41,15 @@ class ServeConfig:
     url_policy: UrlPolicy = field(default_factory=UrlPolicy)  # for image_url and webhooks
     execution_timeout_s: float = 600.0  # when the request's policy gives none
     max_attempts: int = 3  # runs a job gets when workers crash or the server restarts mid-job
+    worker_load_attempts: int = 3  # failed model loads in a row per worker before queued jobs end FAILED
+    worker_restart_backoff_s: float = 1.0  # wait after a failed model load (doubling, up to 60 s)
     run_retention_s: float = 1800.0  # how long /run results are kept (RunPod: 30 min)
     runsync_retention_s: float = 60.0  # how long /runsync results are kept (RunPod: 1 min)
     inline_limit: int = 64 << 20  # larger scene files are given as a download URL, not base64
+    # Where clients reach this service (e.g. https://splat.example.com behind a proxy): the base
+    # of result download URLs, in status bodies and webhooks. Default: $SPLATFORGE_PUBLIC_URL, else
+    # the base URL of the request that submitted (or polls) the job.
+    public_url: Optional[str] = field(default_factory=lambda: os.environ.get(PUBLIC_URL_ENV) or None)
     endpoint_id: Optional[str] = None  # if set, other endpoint ids in the path are 404
     api_key: Optional[str] = None  # required as Bearer token when set
     webhook_attempts: int = 3
@@ -48,15 +58,17 @@ class ServeConfig:
 
 
 class SceneService:
-    def __init__(self, config: ServeConfig):
+    def __init__(self, config: ServeConfig, store: Optional[JobStore] = None):
         self.config = config
+        self.public_url = _check_public_url(config.public_url)
         self.data_dir = Path(config.data_dir)
         self.results_root = self.data_dir / "results"
         self.results_root.mkdir(parents=True, exist_ok=True)
-        self.store = JobStore(self.data_dir / "jobs.sqlite3")
+        self.store = store or JobStore(self.data_dir / "jobs.sqlite3")
         settings = WorkerSettings(model=config.model, limits=config.limits, url_policy=config.url_policy,
                                   default_execution_timeout_s=config.execution_timeout_s,
-                                  max_attempts=config.max_attempts)
+                                  max_attempts=config.max_attempts, max_load_attempts=config.worker_load_attempts,
+                                  restart_backoff_s=config.worker_restart_backoff_s)
         self.pool = WorkerPool(self.store, self.results_root, settings, workers=config.workers,
                                on_terminal=self._on_terminal)
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
@@ -106,7 +118,13 @@ class SceneService:
         if request.webhook is not None:
             _check_scheme(request.webhook, "webhook")
 
-    def submit(self, request: RunRequest, *, sync: bool) -> str:
+    def links_base(self, request_base: str, endpoint_id: str) -> str:
+        """The URL prefix of result links: the public URL if set, else the request's base URL."""
+        return f"{self.public_url or request_base.rstrip('/')}/v2/{endpoint_id}"
+
+    def submit(self, request: RunRequest, *, sync: bool, links_base: Optional[str] = None) -> str:
+        """Queue a job. `links_base`: the prefix of the result links in its webhook body (see
+        `links_base()`)."""
         self.validate(request)
         policy = request.policy
         job_id = self.store.submit(
@@ -114,7 +132,7 @@ class SceneService:
             execution_timeout_ms=policy.executionTimeout if policy else None,
             ttl_ms=policy.ttl if policy else None,
             retention_s=self.config.runsync_retention_s if sync else self.config.run_retention_s,
-            max_queue=self.config.max_queue, sync=sync)
+            max_queue=self.config.max_queue, sync=sync, links_base=links_base)
         self.pool.notify()
         return job_id
 
@@ -122,13 +140,14 @@ class SceneService:
         return self.store.get(job_id)
 
     def cancel(self, job_id: str) -> Optional[str]:
-        before = self.store.get(job_id)
-        if before is None:
+        """Cancel a queued or running job (a running one is stopped); its status afterwards."""
+        outcome = self.store.cancel(job_id)
+        if outcome is None:
             return None
-        status = self.store.cancel(job_id)
-        if status == "CANCELLED" and not before.terminal:
-            if before.status == "IN_PROGRESS":
-                self.pool.abort(job_id, "cancelled")
+        status, worker = outcome
+        if worker is not None:
+            self.pool.abort(job_id, "cancelled")
+        if status == "CANCELLED":
             self._on_terminal(job_id)
         return status
 
@@ -150,10 +169,17 @@ class SceneService:
         return len(ids)
 
     def health(self) -> dict:
-        return {"jobs": self.store.counts(), "workers": self.pool.counts()}
+        """Job counts, worker counts and each worker's state (with the error of an unhealthy one).
+        `status`: healthy, degraded (some workers unhealthy) or unhealthy (none can run jobs)."""
+        workers = self.pool.counts()
+        unhealthy = workers["unhealthy"]
+        status = "healthy" if unhealthy == 0 else "unhealthy" if unhealthy == sum(workers.values()) else "degraded"
+        return {"status": status, "jobs": self.store.counts(), "workers": workers,
+                "workerStates": self.pool.worker_states()}
 
-    def status_body(self, job: Job, base_url: str = "") -> dict:
-        """RunPod's status body for a job."""
+    def status_body(self, job: Job, links_base: Optional[str] = None) -> dict:
+        """RunPod's status body for a job; a result over the inline limit is a link under
+        `links_base` (default: the one stored when the job was submitted)."""
         body: dict = {"id": job.id, "status": job.status}
         if job.started_at is not None:
             body["delayTime"] = int(round((job.started_at - job.created_at) * 1000))
@@ -165,11 +191,18 @@ class SceneService:
             if scene is None:
                 body["error"] = "the result file is gone (expired or deleted)"
             else:
-                url = f"{base_url}/results/{job.id}/{scene.path.name}"
+                url = f"{links_base or self._stored_links_base(job)}/results/{job.id}/{scene.path.name}"
                 body["output"] = scene_output(scene, inline_limit=self.config.inline_limit, url=url)
         elif job.status in ("FAILED", "TIMED_OUT"):
             body["error"] = job.error or job.status.lower()
         return body
+
+    def _stored_links_base(self, job: Job) -> str:
+        if job.links_base:
+            return job.links_base
+        # A job submitted through the library, or stored before links were kept: any endpoint id
+        # reaches the results unless one is configured.
+        return f"{self.public_url or ''}/v2/{self.config.endpoint_id or 'splatforge'}"
 
     def result_path(self, job_id: str, filename: str) -> Path:
         job = self.store.get(job_id)
@@ -220,8 +253,8 @@ class SceneService:
     def _sweep_loop(self) -> None:
         while not self._stopping.wait(self.config.sweep_interval_s):
             try:
-                for job_id, previous in self.store.time_out_expired():
-                    if previous == "IN_PROGRESS":
+                for job_id, worker in self.store.time_out_expired():
+                    if worker is not None:
                         self.pool.abort(job_id, "ttl")
                     self._on_terminal(job_id)
                 for job_id in self.store.delete_expired():
@@ -255,6 +288,25 @@ class SceneService:
                     self.config.webhook_backoff_s * (2 ** attempt)):
                 return False
         return False
+
+
+def _check_public_url(url: Optional[str]) -> Optional[str]:
+    """`url` without a trailing slash, or SplatforgeError if it is not an http(s) base URL."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        _ = parts.port  # raises for a bad port
+    except ValueError as err:
+        parts, problem = None, str(err)
+    else:
+        problem = ("it must start with http:// or https://" if parts.scheme not in ("http", "https")
+                   else "it has no host" if not parts.hostname
+                   else "it must not have a query or fragment" if parts.query or parts.fragment else None)
+    if problem:
+        raise SplatforgeError(f"public_url (or ${PUBLIC_URL_ENV}) {url!r} is not a base URL: {problem}; "
+                              "give where clients reach the service, e.g. https://splat.example.com")
+    return url.strip().rstrip("/")
 
 
 def _check_scheme(url: str, name: str) -> None:

@@ -5,7 +5,11 @@ to stop now, and only a process can be stopped mid-computation; and because infe
 holds the server's GIL. Each worker slot has a supervising thread in the server that claims a job
 from the store, hands it to its process over a pipe, and watches for the result, a cancellation,
 the job's deadline, or the process dying (the job is then queued again, up to `max_attempts`).
-A killed process is replaced by a new one, which loads the model again.
+It also re-reads the job's row while it runs: a job cancelled or timed out by anyone (another
+thread, another process on the same store) is stopped. A killed process is replaced by a new one,
+which loads the model again; a slot whose model fails to load `max_load_attempts` times in a row
+shows as unhealthy with the error, and once every slot is in that state the queued jobs end
+FAILED with the reason instead of waiting for a worker that cannot come.
 """
 
 from __future__ import annotations
@@ -50,23 +54,74 @@ class WorkerSettings:
     default_execution_timeout_s: float = 600.0
     max_attempts: int = 3  # runs of one job that a worker crash or server restart may cost
     startup_timeout_s: float = 300.0
+    max_load_attempts: int = 3  # model loads in a row a worker may fail before queued jobs fail
+    restart_backoff_s: float = 1.0  # wait after a failed load; doubles per failure, up to 60 s
+    job_check_s: float = 0.25  # how often a running job's row is re-read (cancelled or timed out?)
 
 
 # ---------------------------------------------------------------------------- worker process
 
 
-def _worker_main(conn, settings: WorkerSettings) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+def load_predictor(spec: ModelSpec):
+    """Build the predictor `spec` names, in this process. Raises SplatforgeError saying why it
+    cannot (no weights, an unreadable checkpoint, a missing device, out of memory, ...)."""
     try:
         import torch
 
-        torch.set_num_threads(max(1, settings.model.torch_threads))
+        torch.set_num_threads(max(1, spec.torch_threads))
         from splatforge.predict import build_predictor
 
-        spec = settings.model
-        predictor = build_predictor(spec.preset, checkpoint=spec.checkpoint, seed=spec.seed, device=spec.device)
-    except Exception as err:  # noqa: BLE001 - reported to the server, which logs it
-        conn.send(("fatal", f"cannot load the model: {type(err).__name__}: {err}"))
+        return build_predictor(spec.preset, checkpoint=spec.checkpoint, seed=spec.seed, device=spec.device)
+    except SplatforgeError as err:
+        raise SplatforgeError(f"cannot load the model (preset {spec.preset!r}): {err}") from err
+    except Exception as err:  # noqa: BLE001 - torch and the file system raise many types
+        raise SplatforgeError(f"cannot load the model (preset {spec.preset!r}): {type(err).__name__}: {err}"
+                              ) from err
+
+
+def check_model(spec: ModelSpec, timeout_s: float = 600.0) -> None:
+    """Load the model once in a short-lived probe process, as a worker would, and raise
+    SplatforgeError with the reason if it cannot be loaded: `splatforge serve` calls this before it
+    binds, so a service whose workers can never start never accepts a job. The probe keeps the
+    server process itself free of the model's memory."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=_probe_main, args=(child, spec), name="splatforge-model-check", daemon=True)
+    process.start()
+    child.close()
+    try:
+        if not parent.poll(timeout_s):
+            raise SplatforgeError(f"loading the model (preset {spec.preset!r}) took longer than {timeout_s:g} s")
+        try:
+            kind, detail = parent.recv()
+        except (EOFError, OSError):
+            process.join(5)
+            raise SplatforgeError(f"the process loading the model (preset {spec.preset!r}) died (exit code "
+                                  f"{process.exitcode}); it may have run out of memory") from None
+        if kind != "ready":
+            raise SplatforgeError(detail)
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        parent.close()
+
+
+def _probe_main(conn, spec: ModelSpec) -> None:
+    try:
+        load_predictor(spec)
+    except SplatforgeError as err:
+        conn.send(("fatal", str(err)))
+        return
+    conn.send(("ready", None))
+
+
+def _worker_main(conn, settings: WorkerSettings) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    try:
+        predictor = load_predictor(settings.model)
+    except SplatforgeError as err:  # reported to the server, which logs it and shows it in /health
+        conn.send(("fatal", str(err)))
         return
     conn.send(("ready", os.getpid()))
     while True:
@@ -105,6 +160,8 @@ class _Slot:
         self.process = None
         self.conn = None
         self.state = "initializing"  # initializing | idle | running | unhealthy
+        self.error: Optional[str] = None  # why its model did not load (while unhealthy)
+        self.load_failures = 0  # failed model loads in a row
         self.job_id: Optional[str] = None
         self.stage: Optional[str] = None
         self.abort_for: Optional[str] = None  # id of the job to stop: a job id, so a late abort cannot hit the next job
@@ -164,6 +221,20 @@ class WorkerPool:
         states = [s.state for s in self._slots]
         return {k: states.count(k) for k in ("idle", "initializing", "running", "unhealthy")}
 
+    def worker_states(self) -> list[dict]:
+        """Each worker's id, state, and while unhealthy the error and failed loads in a row."""
+        return [{"id": s.id, "state": s.state, "error": s.error, "loadFailures": s.load_failures}
+                for s in self._slots]
+
+    def gave_up(self) -> Optional[str]:
+        """The reason queued jobs cannot run: every worker failed to load its model
+        `max_load_attempts` times in a row (None while any worker may still run jobs)."""
+        limit = max(1, self.settings.max_load_attempts)
+        if not all(s.load_failures >= limit and s.error for s in self._slots):
+            return None
+        return (f"no worker can run jobs: {self._slots[0].error} (each of the {len(self._slots)} worker(s) "
+                f"failed to load the model {limit} times in a row)")
+
     def stage_of(self, job_id: str) -> Optional[str]:
         for slot in self._slots:
             if slot.job_id == job_id:
@@ -173,15 +244,22 @@ class WorkerPool:
     # -- slot loop
 
     def _run_slot(self, slot: _Slot) -> None:
-        backoff = 1.0
+        backoff = self.settings.restart_backoff_s
         while not self._stopping.is_set():
+            if slot.process is not None and not slot.process.is_alive():
+                log.error("worker %s exited while idle (exit code %s); starting a new one", slot.id,
+                          slot.process.exitcode)
+                self._stop_process(slot, graceful=False)
             if slot.process is None:
-                if not self._start_process(slot):
-                    slot.state = "unhealthy"
-                    self._stopping.wait(backoff)
+                error = self._start_process(slot)
+                if error is not None:
+                    slot.error, slot.load_failures, slot.state = error, slot.load_failures + 1, "unhealthy"
+                    log.error("worker %s: %s (failed %d time(s) in a row)", slot.id, error, slot.load_failures)
+                    self._wait_unhealthy(backoff)
                     backoff = min(backoff * 2, 60.0)
                     continue
-                backoff = 1.0
+                slot.error, slot.load_failures = None, 0
+                backoff = self.settings.restart_backoff_s
             slot.state = "idle"
             if self._stopping.is_set():
                 break
@@ -197,35 +275,60 @@ class WorkerPool:
                 log.exception("worker slot %s failed on job %s", slot.id, job.id)
                 self._stop_process(slot, graceful=False)
                 self._after(job.id, self.store.requeue_or_fail(job.id, self.settings.max_attempts,
-                                                               "the worker failed"))
+                                                               "the worker failed", worker_id=slot.id))
             finally:
                 slot.job_id, slot.stage, slot.abort_for = None, None, None
 
-    def _start_process(self, slot: _Slot) -> bool:
+    def _wait_unhealthy(self, backoff: float) -> None:
+        """Wait `backoff` s before the next load; meanwhile, if no worker can run jobs, end the
+        queued ones (and those queued while waiting) as FAILED."""
+        deadline = time.monotonic() + backoff
+        while not self._stopping.is_set():
+            reason = self.gave_up()
+            if reason is not None:
+                for job_id in self.store.fail_queued(reason):
+                    self.on_terminal(job_id)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            with self._wake:
+                self._wake.wait(left)
+
+    def _start_process(self, slot: _Slot) -> Optional[str]:
+        """Start the slot's worker process and wait for its model; None, or why it did not load."""
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(target=_worker_main, args=(child, self.settings), name=slot.id, daemon=True)
-        slot.state = "initializing"
+        if slot.load_failures == 0:
+            slot.state = "initializing"  # after a failure it stays unhealthy, with its error, until a load works
         process.start()
         child.close()
+        error = f"loading the model took longer than {self.settings.startup_timeout_s:g} s"
         deadline = time.monotonic() + self.settings.startup_timeout_s
         while time.monotonic() < deadline and not self._stopping.is_set():
             if parent.poll(0.2):
                 try:
                     kind, detail = parent.recv()
                 except (EOFError, OSError):
+                    process.join(5)
+                    error = (f"the worker process exited while loading the model (exit code {process.exitcode}); "
+                             "it may have run out of memory")
                     break
                 if kind == "ready":
                     slot.process, slot.conn = process, parent
-                    return True
-                log.error("worker %s: %s", slot.id, detail)
+                    return None
+                error = detail
                 break
             if not process.is_alive():
-                log.error("worker %s exited while loading the model (exit code %s)", slot.id, process.exitcode)
+                error = (f"the worker process exited while loading the model (exit code {process.exitcode}); "
+                         "it may have run out of memory")
                 break
+        else:
+            if self._stopping.is_set():
+                error = "the service is stopping"
         process.kill()
         process.join(5)
         parent.close()
-        return False
+        return error
 
     def _stop_process(self, slot: _Slot, graceful: bool) -> None:
         process, conn = slot.process, slot.conn
@@ -250,6 +353,10 @@ class WorkerPool:
 
     def _run_job(self, slot: _Slot, job: Job) -> None:
         slot.job_id, slot.stage = job.id, "starting"
+        # A cancel that committed between the claim and the line above found no slot to abort:
+        # the row tells.
+        if not self._still_mine(slot, job):
+            return
         out_dir = result_dir(self.results_root, job.id)
         shutil.rmtree(out_dir, ignore_errors=True)  # a previous, interrupted attempt
         deadline, timeout_message = self._deadline(job)
@@ -258,21 +365,24 @@ class WorkerPool:
         except (OSError, ValueError):
             self._process_died(slot, job)
             return
+        next_check = time.monotonic() + self.settings.job_check_s
         while True:
             if self._stopping.is_set() and time.monotonic() > self._stop_deadline:
                 self._stop_process(slot, graceful=False)
                 return  # left IN_PROGRESS on purpose: recovered and run again at the next start
-            if slot.abort_for == job.id:
+            if slot.abort_for == job.id or (time.monotonic() >= next_check and not self._still_mine(slot, job)):
                 self._stop_process(slot, graceful=False)
-                current = self.store.get(job.id)  # the caller (cancel, ttl) set a terminal status first
-                if current is not None and not current.terminal:
-                    self._after(job.id, self.store.requeue_or_fail(job.id, self.settings.max_attempts,
-                                                                   "the job's worker was stopped"))
+                shutil.rmtree(out_dir, ignore_errors=True)
+                # The caller (cancel, ttl) normally set a terminal status first; if not, run it again.
+                self._after(job.id, self.store.requeue_or_fail(job.id, self.settings.max_attempts,
+                                                               "the job's worker was stopped", worker_id=slot.id))
                 return
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + self.settings.job_check_s
             if time.time() > deadline:
                 self._stop_process(slot, graceful=False)
-                self._after(job.id, "TIMED_OUT" if self.store.finish(job.id, "TIMED_OUT", error=timeout_message)
-                            else None)
+                self._after(job.id, "TIMED_OUT" if self.store.finish(job.id, "TIMED_OUT", error=timeout_message,
+                                                                     worker_id=slot.id) else None)
                 return
             try:
                 ready = slot.conn.poll(0.05)
@@ -290,11 +400,17 @@ class WorkerPool:
                 slot.stage = detail
                 continue
             if kind == "done":
-                ok = self.store.finish(job.id, "COMPLETED", result=detail)
+                ok = self.store.finish(job.id, "COMPLETED", result=detail, worker_id=slot.id)
             else:
-                ok = self.store.finish(job.id, "FAILED", error=detail)
+                ok = self.store.finish(job.id, "FAILED", error=detail, worker_id=slot.id)
+            if not ok:  # cancelled or timed out meanwhile: the result is discarded
+                shutil.rmtree(out_dir, ignore_errors=True)
             self._after(job.id, "done" if ok else None)
             return
+
+    def _still_mine(self, slot: _Slot, job: Job) -> bool:
+        current = self.store.get(job.id)
+        return current is not None and current.status == "IN_PROGRESS" and current.worker_id == slot.id
 
     def _process_died(self, slot: _Slot, job: Job) -> None:
         code = slot.process.exitcode if slot.process is not None else None
@@ -303,10 +419,11 @@ class WorkerPool:
             return
         log.error("worker %s died running job %s (exit code %s)", slot.id, job.id, code)
         self._after(job.id, self.store.requeue_or_fail(job.id, self.settings.max_attempts,
-                                                       f"the worker process died (exit code {code})"))
+                                                       f"the worker process died (exit code {code})",
+                                                       worker_id=slot.id))
 
     def _after(self, job_id: str, outcome: Optional[str]) -> None:
-        if outcome not in (None, "IN_QUEUE", "GONE"):
+        if outcome in ("FAILED", "TIMED_OUT", "done"):
             self.on_terminal(job_id)
         elif outcome == "IN_QUEUE":
             self.notify()
