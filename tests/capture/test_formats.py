@@ -121,3 +121,39 @@ def test_train_a_few_steps_and_export_in_the_capture_frame(demo_colmap, tmp_path
         common, _ = random_points_in_view_volume(col.train, 2000, seed=1)
         common = common @ col.world_from_normalized[:3, :3].T + col.world_from_normalized[:3, 3]
         np.testing.assert_allclose(means.mean(0), common.mean(0), atol=0.1 * np.ptp(common, axis=0).max())
+
+
+def test_portrait_and_landscape_photos_train_together(demo_colmap, tmp_path):
+    from PIL import Image
+
+    ns = write_transforms(demo_colmap, tmp_path / "ns", per_frame=True, ply=True, applied=False)
+    meta = json.loads((ns / "transforms.json").read_text())
+    for frame in meta["frames"][1::2]:  # every other photo turned a quarter: portrait, its camera turned with it
+        path = ns / frame["file_path"]
+        Image.open(path).transpose(Image.Transpose.ROTATE_270).save(path)
+        c2w = np.array(frame["transform_matrix"])
+        turn = np.eye(4)
+        turn[:2, :2] = [[0.0, -1.0], [1.0, 0.0]]  # the camera turned a quarter about its axis, OpenGL axes
+        frame["transform_matrix"] = (c2w @ turn).tolist()
+        frame.update(w=frame["h"], h=frame["w"], cx=frame["h"] - frame["cy"], cy=frame["cx"],
+                     fl_x=frame["fl_y"], fl_y=frame["fl_x"])
+    (ns / "transforms.json").write_text(json.dumps(meta))
+    cap = load_capture(ns, test_every=0)
+    assert {v.image.shape for v in cap.train} == {(48, 64, 3), (64, 48, 3)}
+    # a turned camera sees every SfM point at the turned pixel
+    col = load_capture(demo_colmap, test_every=0)
+    for a, b in zip(col.train, cap.train):
+        uv_a, uv_b = _pixels(a, col.points), _pixels(b, cap.points)
+        if b.image.shape[0] == 64:
+            uv_a = np.stack([48 - uv_a[:, 1], uv_a[:, 0]], axis=1)
+        np.testing.assert_allclose(uv_b, uv_a, atol=1e-3)
+    trainer = Trainer(cap, TrainConfig(max_steps=8, sh_degree=0))
+    sizes = set()
+    for _ in range(8):
+        record = trainer.train_step()
+        assert np.isfinite(record["loss"])
+    for view in cap.train:
+        trainer.evaluate([view], on_view=lambda v, render, target: sizes.add(tuple(render.shape)))
+    assert sizes == {(48, 64, 3), (64, 48, 3)}
+    with pytest.raises(Exception, match="batch_size 1"):
+        Trainer(cap, TrainConfig(max_steps=8, batch_size=2))

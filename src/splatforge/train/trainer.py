@@ -198,7 +198,14 @@ class Trainer:
         self._build_optimizers()
         self.step = 0
         self.history: list[dict] = []
-        self.viewmats, self.ks, self.images = _stack(capture.train)
+        if len({v.image.shape for v in capture.train}) == 1:
+            self.viewmats, self.ks, self.images = _stack(capture.train)
+        else:  # phone captures mix portrait and landscape photos: one view a step, at its own size
+            if cfg.batch_size != 1:
+                raise SplatforgeError(f"the capture's photos differ in size; train them with batch_size 1, "
+                                      f"not {cfg.batch_size}")
+            self.viewmats, self.ks, _ = _stack([replace(v, image=v.image[:1, :1]) for v in capture.train])
+            self.images = [torch.from_numpy(v.image) for v in capture.train]
         self.background = torch.tensor(cfg.background, dtype=torch.float32)
         self.modules = build_modules(cfg.modules, capture, cfg)
 
@@ -234,7 +241,8 @@ class Trainer:
         for group in self.optimizers["means"].param_groups:
             group["lr"] = self.means_lr()
         idx = torch.randint(0, len(self.capture.train), (max(1, cfg.batch_size),), generator=self.generator)
-        height, width = self.images.shape[1:3]
+        target = self.images[int(idx[0])][None] if isinstance(self.images, list) else self.images[idx]
+        height, width = target.shape[1:3]
         names = [self.capture.train[i].name for i in idx.tolist()]
         try:
             rgb, _, info, batch = render_batch(self.params, self.viewmats[idx], self.ks[idx], width, height,
@@ -244,7 +252,6 @@ class Trainer:
             if "non-finite" not in str(exc):
                 raise
             raise SplatforgeError(f"training diverged at step {step}: {exc}; stopping") from None
-        target = self.images[idx]
         l1 = F.l1_loss(rgb, target)
         loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1.0 - ssim(rgb, target))
         for module in self.modules:
