@@ -109,6 +109,7 @@ def _cmd_serve(args) -> None:
 
     from splatforge.serve.app import create_app
     from splatforge.serve.service import ServeConfig
+    from splatforge.serve.workers import check_model
 
     api_key = _read_api_key(args)
     if api_key is None and not _is_loopback(args.host):
@@ -120,6 +121,7 @@ def _cmd_serve(args) -> None:
     config = ServeConfig(data_dir=args.data_dir, workers=args.workers, max_queue=args.max_queue, model=model,
                          limits=limits, url_policy=policy, execution_timeout_s=args.execution_timeout,
                          endpoint_id=args.endpoint_id, api_key=api_key, run_retention_s=args.retention)
+    check_model(model)  # a model that cannot load stops here, before anything binds or a job is accepted
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config)
     print(f"splatforge serve: http://{args.host}:{args.port}/v2/{args.endpoint_id or '<any id>'}/ "

@@ -222,6 +222,36 @@ def test_check_model_reports_why_the_model_cannot_load(tmp_path):
     check_model(SMALL)  # loads: no error
 
 
+def test_serve_with_a_model_that_cannot_load_stops_before_it_binds(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from tests.serve.conftest import free_port
+
+    port = free_port()
+
+    def answers() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    # --preset small with neither --seed nor --checkpoint: no weights to load.
+    proc = subprocess.Popen([sys.executable, "-m", "splatforge.serve_cli", "serve", "--preset", "small", "--port",
+                             str(port), "--data-dir", str(tmp_path / "data"), "--torch-threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: proc.poll() is not None or answers(), timeout=180, interval=0.1)
+        assert not answers(), "serve bound its port although its model cannot load"
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # the server this test started
+            proc.wait(10)
+    assert proc.returncode == 2, out + err
+    assert "cannot load the model" in err and "no released weights" in err and "Traceback" not in err
+    assert not (tmp_path / "data").exists()
+
+
 def test_workers_whose_model_stops_loading_show_in_health_and_fail_the_queue(tmp_path, servers):
     images, silent = servers
     checkpoint = small_checkpoint(tmp_path / "small.pt")
