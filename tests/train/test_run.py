@@ -19,7 +19,7 @@ from splatforge.errors import SplatforgeError  # noqa: E402
 from splatforge.io.ply import read_ply  # noqa: E402
 from splatforge.capture import load_capture  # noqa: E402
 from splatforge.train.run import RunOptions, newest_checkpoint, run_training  # noqa: E402
-from splatforge.train.trainer import TrainConfig  # noqa: E402
+from splatforge.train.trainer import TrainConfig, Trainer  # noqa: E402
 
 from .test_trainer import tiny_capture  # noqa: E402
 
@@ -155,3 +155,64 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(capture, tmp_
     assert done.returncode == 0, done.stderr
     assert f"resumed from {path}" in done.stdout
     assert json.loads((out / "metrics.json").read_text())["steps"] == state["step"] + 5
+
+
+class StepClock:
+    """A clock that moves only when a test's on_step says so: runs see the same times step by step."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, trainer, record) -> None:
+        self.now += 0.0625
+
+
+BUDGET = TrainConfig(sh_degree=1, init_opacity=0.5)  # no max_steps: the schedule is fitted to the budget
+
+
+def test_a_budgeted_run_ends_at_its_final_rate_with_densification_finished(capture, tmp_path):
+    _, cap = capture
+    clock, seen = StepClock(), {}
+
+    def probe(trainer, record):
+        clock.tick(trainer, record)
+        seen.setdefault("trainer", trainer)
+        seen.setdefault("counts", set()).add(record["count"])
+
+    result = run_training(cap, tmp_path / "run", BUDGET, RunOptions(max_seconds=4.0, progress=False, renders=False),
+                          on_step=probe, clock=clock)
+    trainer = seen["trainer"]
+    assert result.metrics["steps"] == 64  # 4 s at 1/16 s a step
+    assert trainer.plan.progress == pytest.approx(1.0) and not trainer.plan.accumulate
+    assert trainer.means_lr() == pytest.approx(0.01 * BUDGET.means_lr, rel=1e-6)
+    assert trainer.sh_degree == 1
+    assert trainer.schedule.refines_done >= 1 and trainer.schedule.resets_done == 2
+    assert len(seen["counts"]) > 1, "the budgeted run should densify"
+    assert TrainConfig().max_steps is None and Trainer(cap, TrainConfig()).max_steps == 30_000
+
+
+def test_a_budgeted_run_resumed_midway_matches_the_uninterrupted_one(capture, tmp_path):
+    _, cap = capture
+    opts = RunOptions(max_seconds=4.0, checkpoint_every=10, progress=False, renders=False)
+    clock = StepClock()
+    straight = run_training(cap, tmp_path / "a", BUDGET, opts, on_step=clock.tick, clock=clock)
+
+    clock = StepClock()
+
+    def interrupt(trainer, record):
+        clock.tick(trainer, record)
+        if trainer.step == 33:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_training(cap, tmp_path / "b", BUDGET, opts, on_step=interrupt, clock=clock)
+    assert newest_checkpoint(tmp_path / "b" / "ckpts")[1]["step"] == 30
+    clock = StepClock(start=1000.0)  # a later process: only the trained seconds in the checkpoint count
+    resumed = run_training(cap, tmp_path / "b", BUDGET, RunOptions(**{**opts.__dict__, "resume": True}),
+                           on_step=clock.tick, clock=clock)
+    assert resumed.metrics["steps"] == straight.metrics["steps"] == 64
+    for name in ("means", "scales", "quats", "opacities", "sh0", "shN"):
+        assert torch.equal(getattr(straight.gaussians, name), getattr(resumed.gaussians, name)), name

@@ -38,6 +38,7 @@ from ..errors import SplatforgeError
 from ..io.ply import write_ply
 from ..capture import Capture
 from .modules import build_modules
+from .schedule import FittedSchedule
 from .trainer import TrainConfig, Trainer, TrainResult, to_capture_frame
 
 CHECKPOINT_GLOB = "ckpt_*.pt"
@@ -47,7 +48,9 @@ CHECKPOINT_GLOB = "ckpt_*.pt"
 class RunOptions:
     """How a run is driven and what it writes (the optimization itself is in TrainConfig)."""
 
-    max_seconds: Optional[float] = None  # wall-time budget for training; when it runs out the run evaluates and exports
+    # wall-time budget for training; when it runs out the run evaluates and exports. Without
+    # TrainConfig.max_steps the whole schedule is fitted to it (splatforge.train.schedule)
+    max_seconds: Optional[float] = None
     checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
     checkpoint_seconds: float = 120.0  # also checkpoint when this long has passed since the last one
     keep_checkpoints: int = 2  # how many of the newest checkpoints to keep
@@ -175,7 +178,9 @@ def _resume(trainer: Trainer, out: Path, cfg: TrainConfig) -> None:
     if state.get("train_views") not in (None, names):
         raise SplatforgeError(f"{path} was trained on other views than this capture's; "
                               "resume with the capture and test split it was made with")
-    saved = TrainConfig(**{**state["config"], "background": tuple(state["config"]["background"])})
+    fitted = state["config"].get("fitted")
+    saved = TrainConfig(**{**state["config"], "background": tuple(state["config"]["background"]),
+                           **({"fitted": FittedSchedule(**fitted)} if isinstance(fitted, dict) else {})})
     changed = [k for k, v in asdict(saved).items() if k != "max_steps" and asdict(cfg)[k] != v]
     if changed:
         print(f"resuming with the checkpoint's settings for {', '.join(changed)}")
@@ -187,9 +192,11 @@ def _resume(trainer: Trainer, out: Path, cfg: TrainConfig) -> None:
 
 def run_training(capture: Capture, out_dir: str | os.PathLike, config: Optional[TrainConfig] = None,
                  options: Optional[RunOptions] = None,
-                 on_step: Optional[Callable[[Trainer, dict], None]] = None) -> TrainResult:
+                 on_step: Optional[Callable[[Trainer, dict], None]] = None,
+                 clock: Optional[Callable[[], float]] = None) -> TrainResult:
     """Train with checkpoints and outputs in `out_dir` (see the module doc); returns the result.
-    `on_step(trainer, record)` is called after every step (a live viewer, a test's probe)."""
+    `on_step(trainer, record)` is called after every step (a live viewer, a test's probe); `clock`
+    (default time.perf_counter) times the budget."""
     cfg = config or TrainConfig()
     opts = options or RunOptions()
     out = Path(out_dir)
@@ -197,7 +204,7 @@ def run_training(capture: Capture, out_dir: str | os.PathLike, config: Optional[
     if not opts.resume and any((out / "ckpts").glob(CHECKPOINT_GLOB)):
         raise SplatforgeError(f"{out} holds checkpoints of an earlier run: resume it (--resume) or choose "
                               "another output folder")
-    trainer = Trainer(capture, cfg)
+    trainer = Trainer(capture, cfg, budget_seconds=opts.max_seconds, clock=clock)
     if opts.resume:
         _resume(trainer, out, cfg)
     cfg = trainer.cfg
@@ -219,16 +226,18 @@ def run_training(capture: Capture, out_dir: str | os.PathLike, config: Optional[
 
     from tqdm import tqdm
 
-    bar = tqdm(total=cfg.max_steps, initial=trainer.step, disable=not opts.progress, unit="step",
+    bar = tqdm(total=trainer.estimated_steps(), initial=trainer.step, disable=not opts.progress, unit="step",
                dynamic_ncols=True)
-    start = time.perf_counter()
+    now = clock or time.perf_counter  # the run's clock: its budget, and the fitted schedule's time
+    start = now()
     first_step = trainer.step
     last_checkpoint = start
     step_seconds = 0.0
     try:
-        while trainer.step < cfg.max_steps:
-            if opts.max_seconds is not None and time.perf_counter() - start >= opts.max_seconds:
-                bar.write(f"time budget of {opts.max_seconds:g} s used up at step {trainer.step}")
+        while not trainer.finished():
+            if (trainer.schedule is None and opts.max_seconds is not None
+                    and now() - start >= opts.max_seconds):
+                bar.write(f"time budget of {opts.max_seconds:g} s used up at step {trainer.step} of {trainer.max_steps}")
                 break
             t0 = time.perf_counter()
             record = trainer.train_step()
@@ -236,7 +245,9 @@ def run_training(capture: Capture, out_dir: str | os.PathLike, config: Optional[
                 time.perf_counter() - t0
             record["seconds"] = time.perf_counter() - start
             bar.update(1)
-            if trainer.step % 10 == 0 or trainer.step == cfg.max_steps:
+            if trainer.schedule is not None and trainer.step % 20 == 0 and trainer.estimated_steps():
+                bar.total = max(trainer.estimated_steps(), trainer.step)
+            if trainer.step % 10 == 0:
                 bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['psnr']:.2f}",
                                 n=f"{record['count']:,}", sps=f"{1.0 / max(step_seconds, 1e-9):.1f}")
             if on_step is not None:
@@ -244,7 +255,7 @@ def run_training(capture: Capture, out_dir: str | os.PathLike, config: Optional[
             if live is not None and live.due(trainer.step):  # the training frame (normalized), refreshed every N
                 live.update(trainer.step, trainer.gaussians(),
                             {**record, "steps_per_second": 1.0 / max(step_seconds, 1e-9)})
-            if opts.eval_every and trainer.step % opts.eval_every == 0 and trainer.step < cfg.max_steps:
+            if opts.eval_every and trainer.step % opts.eval_every == 0 and not trainer.finished():
                 evaluations.append(_evaluate_and_save(trainer, out, lpips, time.perf_counter() - start, opts.renders))
                 bar.write(f"step {trainer.step}: test PSNR {evaluations[-1]['psnr']:.2f} dB, "
                           f"SSIM {evaluations[-1]['ssim']:.4f}, {trainer.num_gaussians:,} Gaussians")

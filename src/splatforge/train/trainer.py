@@ -27,6 +27,7 @@ from ..io.ply import write_ply
 from ..raster import rasterization
 from ..capture import Capture, View
 from .modules import RenderBatch, build_modules
+from .schedule import BudgetSchedule, FittedSchedule, StepPlan
 from .strategies import DefaultStrategy, MCMCStrategy
 
 
@@ -34,7 +35,9 @@ from .strategies import DefaultStrategy, MCMCStrategy
 class TrainConfig:
     """Training settings with gsplat's defaults (scaled down where a CPU needs it)."""
 
-    max_steps: int = 30_000  # optimizer steps
+    # optimizer steps (None: 30,000; with a time budget (RunOptions.max_seconds), as many as the budget
+    # affords, with the schedule fitted to them: see splatforge.train.schedule)
+    max_steps: Optional[int] = None
     batch_size: int = 1  # training views per step
     sh_degree: int = 3  # final SH degree
     sh_degree_interval: int = 1000  # raise the SH degree by one every this many steps
@@ -51,7 +54,15 @@ class TrainConfig:
     shN_lr: float = 2.5e-3 / 20
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # colour behind the Gaussians (RGB, 0-1)
     strategy: Literal["default", "mcmc"] = "default"  # densification: gsplat's default or MCMC
-    cap_max: int = 1_000_000  # mcmc: the most Gaussians it grows to
+    # the most Gaussians a strategy grows to (None: mcmc 1,000,000, default no limit; in a run fitted to a
+    # time budget, gaussians_per_pixel x the training views' pixels)
+    cap_max: Optional[int] = None
+    gaussians_per_pixel: float = 0.02  # budgeted runs: the Gaussian budget per training pixel (see cap_max)
+    fitted: FittedSchedule = field(default_factory=FittedSchedule)  # budgeted runs: where each setting falls
+    random_background: bool = False  # train over a random background colour per step, so nothing is explained by it
+    sky_points: int = 0  # add this many points on a far sphere, coloured from the photos (a sky and far background)
+    opacity_reg: float = 0.0  # loss += this x mean opacity (gsplat's MCMC recipe uses 0.01)
+    scale_reg: float = 0.0  # loss += this x mean scale (gsplat's MCMC recipe uses 0.01)
     refine_start_iter: Optional[int] = None  # first refining step (default: the strategy's, 500)
     refine_stop_iter: Optional[int] = None  # refine before this step only (default 15,000; mcmc 25,000)
     refine_every: Optional[int] = None  # steps between refinements (default 100)
@@ -66,6 +77,8 @@ class TrainConfig:
 
 
 SCENE_SCALE = 1.0  # the capture is normalized to unit camera radius
+DEFAULT_MAX_STEPS = 30_000  # gsplat's run length, when neither max_steps nor a time budget is given
+SKY_RADIUS = 20.0  # sky_points lie on a sphere this far from the cameras' centre (x the cameras' radius)
 
 
 @dataclass
@@ -113,10 +126,37 @@ def _initial_gaussians(capture: Capture, cfg: TrainConfig, gen: torch.Generator)
     else:
         points = torch.from_numpy(capture.points).float()
         colors = torch.from_numpy(capture.colors).float() / 255.0
+    if cfg.sky_points > 0:
+        sky, sky_colors = _sky_points(capture, cfg.sky_points, gen)
+        points, colors = torch.cat([points, sky]), torch.cat([colors, sky_colors])
     g = Gaussians.from_points(points, colors, sh_degree=cfg.sh_degree, opacity=cfg.init_opacity)
     g.scales = g.scales + math.log(cfg.init_scale)
     g.quats = torch.randn(len(g), 4, generator=gen)
     return g
+
+
+def _sky_points(capture: Capture, count: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` points spread evenly (a Fibonacci sphere, turned at random) on a sphere of SKY_RADIUS
+    around the cameras' centre, each coloured by the first training photo it falls inside: a
+    starting place for the sky and far background, which no SfM point covers."""
+    i = np.arange(count) + 0.5
+    z = 1.0 - 2.0 * i / count
+    phi = i * math.pi * (3.0 - math.sqrt(5.0)) + float(torch.rand(1, generator=gen)) * 2 * math.pi
+    r = np.sqrt(1.0 - z * z)
+    centers = np.stack([np.linalg.inv(v.viewmat)[:3, 3] for v in capture.train])
+    points = centers.mean(axis=0) + SKY_RADIUS * np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+    colors = np.full((count, 3), 0.5, dtype=np.float32)
+    todo = np.ones(count, dtype=bool)
+    for view in capture.train:
+        cam = points @ view.viewmat[:3, :3].T + view.viewmat[:3, 3]
+        height, width = view.image.shape[:2]
+        z_cam = np.where(cam[:, 2] > 1e-6, cam[:, 2], 1.0)
+        u = view.K[0, 0] * cam[:, 0] / z_cam + view.K[0, 2]
+        v = view.K[1, 1] * cam[:, 1] / z_cam + view.K[1, 2]
+        hit = todo & (cam[:, 2] > 1e-6) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        colors[hit] = view.image[v[hit].astype(int), u[hit].astype(int)]
+        todo &= ~hit
+    return torch.from_numpy(points).float(), torch.from_numpy(colors).float()
 
 
 def _stack(views: list[View]):
@@ -147,17 +187,18 @@ def evaluate(params, views: list[View], cfg: TrainConfig, sh_degree: int,
     return {"psnr": float(np.mean(scores_psnr)), "ssim": float(np.mean(scores_ssim))}
 
 
-def _strategy_for(cfg: TrainConfig):
-    """The strategy the config names, with gsplat's defaults where the config leaves a field None."""
+def _strategy_for(cfg: TrainConfig, cap: Optional[int] = None):
+    """The strategy the config names, with gsplat's defaults where the config leaves a field None;
+    `cap` limits growth when cfg.cap_max does not."""
     schedule = {name: getattr(cfg, name) for name in ("refine_start_iter", "refine_stop_iter", "refine_every")
                 if getattr(cfg, name) is not None}
     if cfg.strategy == "default":
         if cfg.reset_every is not None:
             schedule["reset_every"] = cfg.reset_every
-        strategy = DefaultStrategy(absgrad=cfg.absgrad, **schedule)
+        strategy = DefaultStrategy(absgrad=cfg.absgrad, cap_max=cfg.cap_max or cap, **schedule)
         return strategy, strategy.initialize_state(scene_scale=SCENE_SCALE, seed=cfg.seed)
     if cfg.strategy == "mcmc":
-        strategy = MCMCStrategy(cap_max=cfg.cap_max, **schedule)
+        strategy = MCMCStrategy(cap_max=cfg.cap_max or cap or 1_000_000, **schedule)
         return strategy, strategy.initialize_state(seed=cfg.seed)
     raise SplatforgeError(f"strategy must be 'default' or 'mcmc', got {cfg.strategy!r}")
 
@@ -184,14 +225,25 @@ def _unpack_state(value: Any) -> Any:
 class Trainer:
     """One training run's state (parameters, optimizers, strategy, random streams, step) and the
     step that advances it. `state_dict()` / `load_state_dict()` capture all of it, so a run
-    resumed from a checkpoint takes exactly the steps the uninterrupted run would have taken."""
+    resumed from a checkpoint takes exactly the steps the uninterrupted run would have taken.
 
-    def __init__(self, capture: Capture, config: Optional[TrainConfig] = None):
+    With `budget_seconds` and no `config.max_steps`, the schedule is fitted to the budget
+    (`schedule.BudgetSchedule`, timed by `clock`): every step-based setting follows the run's
+    progress in time, and `finished()` says when the budget is used up. Otherwise the run has
+    max_steps steps (30,000 when None) and gsplat's step-numbered schedule."""
+
+    def __init__(self, capture: Capture, config: Optional[TrainConfig] = None, budget_seconds: Optional[float] = None,
+                 clock: Optional[Callable[[], float]] = None):
         self.capture = capture
         self.cfg = cfg = config or TrainConfig()
         if not capture.train:
             raise SplatforgeError("the capture has no training views")
-        self.strategy, self.strategy_state = _strategy_for(cfg)
+        self.budget_seconds, self.clock = budget_seconds, clock
+        self.schedule = self._make_schedule()
+        self.plan: Optional[StepPlan] = None  # the current step's, in a budgeted run
+        pixels = sum(v.image.shape[0] * v.image.shape[1] for v in capture.train)
+        cap = int(cfg.gaussians_per_pixel * pixels) if self.schedule is not None else None
+        self.strategy, self.strategy_state = _strategy_for(cfg, cap)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         init = _initial_gaussians(capture, cfg, self.generator)
         self.params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in init.as_dict().items()})
@@ -209,6 +261,28 @@ class Trainer:
         self.background = torch.tensor(cfg.background, dtype=torch.float32)
         self.modules = build_modules(cfg.modules, capture, cfg)
 
+    def _make_schedule(self) -> Optional[BudgetSchedule]:
+        if self.cfg.max_steps is not None or self.budget_seconds is None:
+            return None
+        return BudgetSchedule(self.budget_seconds, self.cfg.fitted, self.cfg.sh_degree, self.clock)
+
+    @property
+    def max_steps(self) -> Optional[int]:
+        """The run's length in steps; None when it is fitted to a time budget."""
+        if self.schedule is not None:
+            return None
+        return self.cfg.max_steps if self.cfg.max_steps is not None else DEFAULT_MAX_STEPS
+
+    def finished(self) -> bool:
+        """The run has taken its steps, or used its time budget."""
+        if self.schedule is not None:
+            return self.schedule.finished(self.num_gaussians)
+        return self.step >= self.max_steps
+
+    def estimated_steps(self) -> Optional[int]:
+        """How many steps the run will take: max_steps, or the budget's current estimate."""
+        return self.schedule.estimated_steps if self.schedule is not None else self.max_steps
+
     def _build_optimizers(self) -> None:
         cfg = self.cfg
         rates = {"means": cfg.means_lr * SCENE_SCALE, "scales": cfg.scales_lr, "quats": cfg.quats_lr,
@@ -221,6 +295,8 @@ class Trainer:
 
     @property
     def sh_degree(self) -> int:
+        if self.schedule is not None:
+            return self.plan.sh_degree if self.plan is not None else 0
         return min(self.step // self.cfg.sh_degree_interval, self.cfg.sh_degree)
 
     @property
@@ -228,9 +304,12 @@ class Trainer:
         return int(self.params["means"].shape[0])
 
     def means_lr(self) -> float:
-        """gsplat's schedule: the means' rate decays exponentially to 1% at max_steps."""
+        """gsplat's schedule: the means' rate decays exponentially to 1% at the end of the run."""
         batch = max(1, self.cfg.batch_size)
-        decay = 0.01 ** (min(self.step, self.cfg.max_steps) / max(self.cfg.max_steps, 1))
+        if self.schedule is not None:
+            decay = self.plan.means_lr_factor if self.plan is not None else 1.0
+        else:
+            decay = 0.01 ** (min(self.step, self.max_steps) / max(self.max_steps, 1))
         return self.cfg.means_lr * SCENE_SCALE * math.sqrt(batch) * decay
 
     def train_step(self) -> dict:
@@ -238,15 +317,18 @@ class Trainer:
         count). Raises SplatforgeError, before touching the parameters, if the loss is not finite."""
         cfg = self.cfg
         step = self.step
+        plan = self.plan = self.schedule.plan(step, self.num_gaussians) if self.schedule is not None else None
         for group in self.optimizers["means"].param_groups:
             group["lr"] = self.means_lr()
         idx = torch.randint(0, len(self.capture.train), (max(1, cfg.batch_size),), generator=self.generator)
         target = self.images[int(idx[0])][None] if isinstance(self.images, list) else self.images[idx]
         height, width = target.shape[1:3]
         names = [self.capture.train[i].name for i in idx.tolist()]
+        # gsplat's random_bkgd: a colour the Gaussians cannot lean on, so they cover everything the photos show
+        background = torch.rand(3, generator=self.generator) if cfg.random_background else self.background
         try:
             rgb, _, info, batch = render_batch(self.params, self.viewmats[idx], self.ks[idx], width, height,
-                                               self.sh_degree, cfg, self.background, self.modules, step,
+                                               self.sh_degree, cfg, background, self.modules, step,
                                                view_ids=idx, names=names)
         except ValueError as exc:  # the rasterizer refuses NaN and inf parameters
             if "non-finite" not in str(exc):
@@ -254,6 +336,10 @@ class Trainer:
             raise SplatforgeError(f"training diverged at step {step}: {exc}; stopping") from None
         l1 = F.l1_loss(rgb, target)
         loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1.0 - ssim(rgb, target))
+        if cfg.opacity_reg > 0:
+            loss = loss + cfg.opacity_reg * torch.sigmoid(self.params["opacities"]).mean()
+        if cfg.scale_reg > 0:
+            loss = loss + cfg.scale_reg * torch.exp(self.params["scales"]).mean()
         for module in self.modules:
             extra = module.loss(batch, step)
             if extra is not None:
@@ -273,11 +359,13 @@ class Trainer:
                 raise SplatforgeError(f"{problem} at step {step}; stopping")
         if cfg.strategy == "default":
             self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, info,
-                                             packed=False)
+                                             packed=False, plan=plan)
         else:
             self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, info,
-                                             lr=self.optimizers["means"].param_groups[0]["lr"])
+                                             lr=self.optimizers["means"].param_groups[0]["lr"], plan=plan)
         self.step += 1
+        if self.schedule is not None:
+            self.schedule.step_done(step, self.num_gaussians)
         record = {"step": self.step, "loss": float(loss.detach()), "psnr": psnr(rgb.detach().clamp(0, 1), target),
                   "count": self.num_gaussians}
         self.history.append(record)
@@ -301,6 +389,7 @@ class Trainer:
             "generator": self.generator.get_state(),
             "history": list(self.history),
             "modules": {m.name: m.state_dict() for m in self.modules},
+            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -315,6 +404,9 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
+        self.schedule = self._make_schedule()  # for the config as it is now (a resume may have replaced it)
+        if self.schedule is not None and state.get("schedule"):
+            self.schedule.load_state_dict(state["schedule"])
         saved_modules = state.get("modules", {})
         for module in self.modules:
             if module.name not in saved_modules:
@@ -324,14 +416,15 @@ class Trainer:
 
 def train_scene(capture: Capture, config: Optional[TrainConfig] = None,
                 callback: Optional[Callable[[int, dict], None]] = None, **overrides: Any) -> TrainResult:
-    """Train Gaussians on `capture.train` for max_steps; evaluate on `capture.test` at the end.
-    (`splatforge.train.run.run_training` adds checkpoints, budgets and output files.)"""
+    """Train Gaussians on `capture.train` for max_steps (30,000 when None); evaluate on
+    `capture.test` at the end. (`splatforge.train.run.run_training` adds checkpoints, time budgets
+    and output files.)"""
     cfg = config or TrainConfig()
     if overrides:
         cfg = replace(cfg, **overrides)
     trainer = Trainer(capture, cfg)
     start = time.perf_counter()
-    while trainer.step < cfg.max_steps:
+    while not trainer.finished():
         record = trainer.train_step()
         record["seconds"] = time.perf_counter() - start
         if callback is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -19,9 +19,13 @@ class DefaultStrategy:
     `grow_scale3d` x scene scale) and split in two when large; then Gaussians with opacity below
     `prune_opa` (and, after the first reset, larger than `prune_scale3d` x scene scale, or whose
     screen radius exceeds `prune_scale2d` of the image while 2D refinement runs) are removed. Every
-    `reset_every` steps opacities are clamped to 2 x `prune_opa`. (gsplat 1.5.3 writes that test as
-    `step % reset_every == 0 & step > 0`, which Python reads as `... == (0 & step) > 0`, so its reset
-    never runs; this one does.)
+    `reset_every` steps before `refine_stop_iter` opacities are clamped to 2 x `prune_opa`. (gsplat
+    1.5.3 writes that test as `step % reset_every == 0 & step > 0`, which Python reads as
+    `... == (0 & step) > 0`, so its reset never runs; this one does.) Growth stops at `cap_max`
+    Gaussians: when a refinement would pass it, only the candidates with the largest gradients grow.
+
+    A trainer whose schedule is fitted to a time budget passes a `plan` (`train.schedule.StepPlan`)
+    to `step_post_backward`, which then decides what the step numbers above would.
     """
 
     prune_opa: float = 0.005  # prune Gaussians with opacity below this
@@ -37,6 +41,7 @@ class DefaultStrategy:
     refine_every: int = 100  # refine every this many steps
     pause_refine_after_reset: int = 0  # no refining for this many steps after a reset
     absgrad: bool = False  # use absolute screen-space gradients (then raise grow_grad2d, e.g. 0.0008)
+    cap_max: Optional[int] = None  # grow to at most this many Gaussians (None: no limit)
     key_for_gradient: str = "means2d"
 
     def initialize_state(self, scene_scale: float = 1.0, seed: int = 0) -> Dict[str, Any]:
@@ -51,25 +56,36 @@ class DefaultStrategy:
 
     @torch.no_grad()
     def step_post_backward(self, params: Params, optimizers: Optimizers, state: Dict[str, Any], step: int,
-                           info: Dict[str, Any], packed: bool = False) -> Dict[str, int]:
-        """Accumulate statistics, and refine or reset when the step says so; returns the counts."""
+                           info: Dict[str, Any], packed: bool = False, plan=None) -> Dict[str, int]:
+        """Accumulate statistics, and refine or reset when the step (or the `plan`) says so; returns
+        the counts."""
         counts = {"duplicated": 0, "split": 0, "pruned": 0, "reset": 0}
-        if step < self.refine_stop_iter:
-            self._update_state(params, state, info, packed)
-            if (step > self.refine_start_iter and step % self.refine_every == 0
-                    and step % self.reset_every >= self.pause_refine_after_reset):
-                counts.update(self._grow(params, optimizers, state, step))
-                counts["pruned"] = self._prune(params, optimizers, state, step)
-                state["grad2d"].zero_()
-                state["count"].zero_()
-                if state["radii"] is not None:
-                    state["radii"].zero_()
-        if step > 0 and step % self.reset_every == 0:
+        if plan is None:
+            if step >= self.refine_stop_iter:
+                return counts
+            refine = (step > self.refine_start_iter and step % self.refine_every == 0
+                      and step % self.reset_every >= self.pause_refine_after_reset)
+            reset = step > 0 and step % self.reset_every == 0
+            prune_large, scale2d = step > self.reset_every, step < self.refine_scale2d_stop_iter
+        else:
+            if not plan.accumulate:
+                return counts
+            refine, reset, prune_large, scale2d = plan.refine, plan.reset_opacities, plan.prune_large, plan.scale2d
+        self._update_state(params, state, info, packed, scale2d)
+        if refine:
+            counts.update(self._grow(params, optimizers, state, scale2d))
+            counts["pruned"] = self._prune(params, optimizers, state, prune_large, scale2d)
+            state["grad2d"].zero_()
+            state["count"].zero_()
+            if state["radii"] is not None:
+                state["radii"].zero_()
+        if reset:
             reset_opacities(params, optimizers, value=self.prune_opa * 2.0)
             counts["reset"] = 1
         return counts
 
-    def _update_state(self, params: Params, state: Dict[str, Any], info: Dict[str, Any], packed: bool) -> None:
+    def _update_state(self, params: Params, state: Dict[str, Any], info: Dict[str, Any], packed: bool,
+                      scale2d: bool) -> None:
         means2d = info[self.key_for_gradient]
         grads = means2d.absgrad if self.absgrad else means2d.grad
         if grads is None:
@@ -84,7 +100,7 @@ class DefaultStrategy:
         if state["grad2d"] is None:
             state["grad2d"] = torch.zeros(n, device=device)
             state["count"] = torch.zeros(n, device=device)
-        if self.refine_scale2d_stop_iter > 0 and state["radii"] is None:
+        if scale2d and state["radii"] is None:
             state["radii"] = torch.zeros(n, device=device)
         if packed:
             ids = info["gaussian_ids"]
@@ -96,18 +112,27 @@ class DefaultStrategy:
             radii = info["radii"][visible].max(dim=-1).values
         state["grad2d"].index_add_(0, ids, grads.norm(dim=-1))
         state["count"].index_add_(0, ids, torch.ones_like(ids, dtype=torch.float32))
-        if self.refine_scale2d_stop_iter > 0:
+        if state["radii"] is not None:
             state["radii"][ids] = torch.maximum(state["radii"][ids],
                                                 radii / float(max(info["width"], info["height"])))
 
-    def _grow(self, params: Params, optimizers: Optimizers, state: Dict[str, Any], step: int) -> Dict[str, int]:
+    def _grow(self, params: Params, optimizers: Optimizers, state: Dict[str, Any], scale2d: bool) -> Dict[str, int]:
         grads = state["grad2d"] / state["count"].clamp_min(1)
         high = grads > self.grow_grad2d
         small = torch.exp(params["scales"]).max(dim=-1).values <= self.grow_scale3d * state["scene_scale"]
         to_clone = high & small
         to_split = high & ~small
-        if step < self.refine_scale2d_stop_iter:
+        if scale2d and state["radii"] is not None:
             to_split |= state["radii"] > self.grow_scale2d
+        if self.cap_max is not None:
+            room = max(self.cap_max - int(high.shape[0]), 0)
+            grow = to_clone | to_split
+            if int(to_clone.sum() + to_split.sum()) > room:  # grow only the `room` strongest
+                keep = torch.zeros_like(grow)
+                if room:
+                    score = torch.where(grow, grads, torch.full_like(grads, -1.0))
+                    keep[torch.topk(score, min(room, int(grow.sum()))).indices] = True
+                to_clone, to_split = to_clone & keep, to_split & keep
         n_clone, n_split = int(to_clone.sum()), int(to_split.sum())
         if n_clone:
             duplicate(params, optimizers, to_clone, state)
@@ -116,11 +141,12 @@ class DefaultStrategy:
             split(params, optimizers, to_split, state, generator=state.get("generator"))
         return {"duplicated": n_clone, "split": n_split}
 
-    def _prune(self, params: Params, optimizers: Optimizers, state: Dict[str, Any], step: int) -> int:
+    def _prune(self, params: Params, optimizers: Optimizers, state: Dict[str, Any], prune_large: bool,
+               scale2d: bool) -> int:
         prune = torch.sigmoid(params["opacities"].flatten()) < self.prune_opa
-        if step > self.reset_every:
+        if prune_large:
             too_big = torch.exp(params["scales"]).max(dim=-1).values > self.prune_scale3d * state["scene_scale"]
-            if step < self.refine_scale2d_stop_iter:
+            if scale2d and state["radii"] is not None:
                 too_big |= state["radii"] > self.prune_scale2d
             prune |= too_big
         n_prune = int(prune.sum())

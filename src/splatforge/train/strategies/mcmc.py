@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ...core.parallel import serialized
 from ...raster.project import covariances
 from ...raster.project_cpu import CHUNK, quat_rotation, world_covariance
 from .ops import Optimizers, Params, relocate, sample_add
@@ -39,6 +40,7 @@ NOISE_GATE_FLOOR = 1e-10
 NOISE_STEEPNESS, NOISE_CENTRE = 100.0, 0.995  # gate = sigmoid(k ((1 - opacity) - x0)), as gsplat
 
 
+@serialized
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _move_by_noise(means, quats, log_scales, opacity_logits, noise, scale):
     """means += Sigma (gate * scale * noise) per Gaussian, in place, where the gate lets noise through
@@ -75,7 +77,9 @@ def _move_one(i, means, quats, log_scales, opacity_logits, noise, scale):
 class MCMCStrategy:
     """Relocation and growth every `refine_every` steps in (`refine_start_iter`, `refine_stop_iter`),
     and position noise (scaled by each Gaussian's covariance, large only for nearly transparent
-    ones) after every step. Needs the means' learning rate of the step (`lr`)."""
+    ones) after every step. Needs the means' learning rate of the step (`lr`). A trainer whose
+    schedule is fitted to a time budget passes a `plan` (`train.schedule.StepPlan`) that says when
+    to refine instead of the step numbers."""
 
     cap_max: int = 1_000_000  # never more Gaussians than this
     noise_lr: float = 5e5  # position noise scale, times the means' learning rate
@@ -93,10 +97,14 @@ class MCMCStrategy:
 
     @torch.no_grad()
     def step_post_backward(self, params: Params, optimizers: Optimizers, state: Dict[str, Any], step: int,
-                           info: Dict[str, Any], lr: float) -> Dict[str, int]:
+                           info: Dict[str, Any], lr: float, plan=None) -> Dict[str, int]:
         counts = {"relocated": 0, "added": 0}
         gen = state["generator"]
-        if self.refine_start_iter < step < self.refine_stop_iter and step % self.refine_every == 0:
+        if plan is None:
+            refine = self.refine_start_iter < step < self.refine_stop_iter and step % self.refine_every == 0
+        else:
+            refine = plan.refine
+        if refine:
             counts["relocated"] = self._relocate(params, optimizers, gen)
             counts["added"] = self._grow(params, optimizers, gen)
         self._inject_noise(params, lr * self.noise_lr, gen)
