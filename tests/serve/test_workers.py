@@ -252,6 +252,15 @@ def test_serve_with_a_model_that_cannot_load_stops_before_it_binds(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+def test_worker_with_a_model_that_cannot_load_exits_with_the_reason(capsys, monkeypatch):
+    from splatforge.serve_cli import main
+
+    monkeypatch.setattr("sys.argv", ["splatforge"])  # the worker command hands sys.argv to the runpod SDK
+    assert main(["worker", "--preset", "small", "--torch-threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load the model" in err and "no released weights" in err
+
+
 def test_workers_whose_model_stops_loading_show_in_health_and_fail_the_queue(tmp_path, servers):
     images, silent = servers
     checkpoint = small_checkpoint(tmp_path / "small.pt")
