@@ -159,7 +159,7 @@ def _render_options():
         up: Optional[tuple[float, float, float]] = None  # orbit: world up vector (default: the capture's, else +z)
         background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB behind the scene, 0-1
         fps: int = 30  # video frame rate
-        no_video: bool = False  # PNGs only
+        video: bool = True  # also write video.mp4 (--no-video: PNGs only)
         opacity: float = 0.8  # point capture: opacity of every point's Gaussian
         backend: Backend = "auto"  # rasterizer backend
 
@@ -208,7 +208,7 @@ def _cmd_render(args) -> None:
     print(f"{len(gaussians):,} Gaussians, {len(report.paths)} views of {width}x{height}: "
           f"{mean:.1f} ms per view ({args.backend} backend)")
     print(f"  frames         {out / 'frames'}")
-    if not args.no_video:
+    if args.video:
         from .core.images import load_image
 
         video = write_video((load_image(p) for p in report.paths), out / "video.mp4", fps=args.fps)
