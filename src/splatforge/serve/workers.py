@@ -252,6 +252,8 @@ class WorkerPool:
                 self._stop_process(slot, graceful=False)
             if slot.process is None:
                 error = self._start_process(slot)
+                if error is not None and self._stopping.is_set():
+                    break
                 if error is not None:
                     slot.error, slot.load_failures, slot.state = error, slot.load_failures + 1, "unhealthy"
                     log.error("worker %s: %s (failed %d time(s) in a row)", slot.id, error, slot.load_failures)
@@ -322,9 +324,6 @@ class WorkerPool:
                 error = (f"the worker process exited while loading the model (exit code {process.exitcode}); "
                          "it may have run out of memory")
                 break
-        else:
-            if self._stopping.is_set():
-                error = "the service is stopping"
         process.kill()
         process.join(5)
         parent.close()
