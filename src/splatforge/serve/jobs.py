@@ -202,21 +202,17 @@ class JobStore:
         one transaction, and only while it is IN_PROGRESS (for `worker_id`, when given). Returns the
         job's status afterwards ("GONE" if it no longer exists)."""
         with self._tx() as db:
-            row = db.execute("SELECT status, attempts, worker_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                return "GONE"
-            status, attempts, claimed_by = row
-            if status != "IN_PROGRESS" or (worker_id is not None and claimed_by != worker_id):
-                return status  # another change won: a cancel, a timeout, or another worker's claim
-            if attempts >= max_attempts:
-                won = _finish(db, job_id, "FAILED", error=f"{reason}; gave up after {max_attempts} attempts",
-                              worker_id=claimed_by)
-                assert won is not None, job_id  # the row was read in this transaction
-                return "FAILED"
             cur = db.execute("UPDATE jobs SET status = 'IN_QUEUE', worker_id = NULL, started_at = NULL "
-                             "WHERE id = ? AND status = 'IN_PROGRESS' AND worker_id IS ?", (job_id, claimed_by))
-            assert cur.rowcount == 1, job_id
-            return "IN_QUEUE"
+                             "WHERE id = ? AND status = 'IN_PROGRESS' AND (? IS NULL OR worker_id = ?) "
+                             "AND attempts < ?", (job_id, worker_id, worker_id, max_attempts))
+            if cur.rowcount == 1:
+                return "IN_QUEUE"
+            if _finish(db, job_id, "FAILED", error=f"{reason}; gave up after {max_attempts} attempts",
+                       worker_id=worker_id) is not None:
+                return "FAILED"
+            # Another change won: a cancel, a timeout, or another worker's claim.
+            row = db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row[0] if row else "GONE"
 
     def fail_queued(self, reason: str) -> list[str]:
         """End every queued job as FAILED with `reason` (no worker can run them); returns their ids."""
