@@ -1,6 +1,7 @@
 """`splatforge serve` (the self-hosted HTTP service) and `splatforge worker` (a RunPod worker).
 
-`register(subparsers)` adds both subcommands to the `splatforge` command line.
+`register(commands)` adds both subcommands to the `splatforge` command line. Their defaults are
+the library's (ServeConfig, ModelSpec, ImageLimits, UrlPolicy), read from those dataclasses.
 """
 
 import ipaddress
