@@ -70,7 +70,8 @@ def test_render_bad_capture_is_a_clear_error(tmp_path, capsys, content):
 
 def test_render_missing_file(tmp_path, capsys):
     assert main(["render", str(tmp_path / "nope.npz")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("splatforge render: error: ") and "nope.npz" in err and "no such file" in err
 
 
 def test_info_describes_a_ply(tmp_path, capsys):
