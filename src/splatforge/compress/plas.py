@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ..core.parallel import serialized
+
 _PERMS = np.array(list(itertools.permutations(range(4))), np.int64)  # [24, 4]
 
 
@@ -63,6 +65,7 @@ def _best_permutation(cells, grid, feats, target, perms, tmp_f, tmp_g):
     return base - best
 
 
+@serialized
 @numba.njit(parallel=True, cache=True)
 def _swap_pass(grid, feats, target, width, n_active, tile, off_x, off_y, local_perm, tiles_x, tiles_y, perms):
     n_tiles = tiles_x * tiles_y
@@ -96,6 +99,7 @@ def _swap_pass(grid, feats, target, width, n_active, tile, off_x, off_y, local_p
     return gains.sum()
 
 
+@serialized
 @numba.njit(parallel=True, cache=True)
 def _box_blur_rows(values, mask, radius):
     """Window sums along x of values * mask ([H, W, D]) and of mask ([H, W])."""

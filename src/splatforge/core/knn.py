@@ -13,6 +13,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from splatforge.core.parallel import serialized
+
 # The grid is sized so a point shares its cell with about this many points: enough that the
 # 27 cells around it usually hold the k neighbours, few enough that each cell is cheap to scan.
 _TARGET_OCCUPANCY = 6.0
@@ -262,6 +264,7 @@ def _unsearched_distance(grid, i, r):
     return max(reach, 0.0)
 
 
+@serialized
 @numba.njit(cache=True, parallel=True)
 def _knn_grid(grid, k):
     n = grid.points.shape[0]

@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from splatforge.core.parallel import serialized
+
 # FMA contraction and reciprocal division only: no 'nnan'/'ninf', NaN inputs must give NaN like the
 # torch reference. No 'reassoc' in the pixel kernels, so a value is computed in one fixed order.
 FASTMATH = {"contract", "arcp", "nsz"}
@@ -79,6 +81,7 @@ def _row_sum(values):
     return total
 
 
+@serialized
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH, error_model="numpy")
 def blur_moment_rows(x, y, weights, channels, out):
     """out[t] = the row blurs of x, y, x^2, y^2, xy of image row t, side by side. x, y: [B*H, W*C];
@@ -99,6 +102,7 @@ def blur_moment_rows(x, y, weights, channels, out):
             _blur_row(products[m], row[(m + 2) * width:(m + 3) * width], weights, channels)
 
 
+@serialized
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH, error_model="numpy")
 def ssim_rows(blurred_rows, height, weights, channels, c1, c2, with_grad, row_sums, grad_rows):
     """Finish the blur of the moments, evaluate the SSIM map and sum it per row into row_sums[t]
@@ -145,6 +149,7 @@ def ssim_rows(blurred_rows, height, weights, channels, c1, c2, with_grad, row_su
         row_sums[t] = _row_sum(ssim_map)
 
 
+@serialized
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH, error_model="numpy")
 def ssim_image_grad(grad_rows, x, y, height, weights, scale, out):
     """out = scale * (blur(dS/dmu_x) + 2 x blur(dS/dE[x^2]) + y blur(dS/dE[xy])), finishing the

@@ -14,6 +14,8 @@ import math
 import numba
 import numpy as np
 
+from ..core.parallel import serialized
+
 GROUND, SPHERE, BOX, CYLINDER = 0, 1, 2, 3
 CHECKER, STRIPES, NOISE, GRADIENT = 0, 1, 2, 3
 T_MIN = 1e-6  # rays start this far from their origin (scene units)
@@ -291,6 +293,7 @@ def sky_radiance(sky, dx, dy, dz):
     return r, g, b
 
 
+@serialized
 @numba.njit(cache=True, parallel=True)
 def render_kernel(kinds, params, tex_kinds, tex_params, tex_seeds, lighting, background, sky,
                   rot, origin, fx, fy, cx, cy, offsets, image, depth, index):
@@ -338,6 +341,7 @@ def render_kernel(kinds, params, tex_kinds, tex_params, tex_seeds, lighting, bac
             image[j, i, 2] = encode_srgb(acc_b / n)
 
 
+@serialized
 @numba.njit(cache=True, parallel=True)
 def cast_kernel(kinds, params, origins, dirs, dist, index):
     for r in numba.prange(origins.shape[0]):
@@ -345,6 +349,7 @@ def cast_kernel(kinds, params, origins, dirs, dist, index):
                                       dirs[r, 0], dirs[r, 1], dirs[r, 2])
 
 
+@serialized
 @numba.njit(cache=True, parallel=True)
 def occluded_kernel(kinds, params, origins, dirs, max_dist, out):
     for r in numba.prange(origins.shape[0]):
@@ -352,6 +357,7 @@ def occluded_kernel(kinds, params, origins, dirs, max_dist, out):
                          dirs[r, 0], dirs[r, 1], dirs[r, 2], max_dist[r])
 
 
+@serialized
 @numba.njit(cache=True, parallel=True)
 def shade_kernel(kinds, params, tex_kinds, tex_params, tex_seeds, lighting, points, index, view_dirs, out):
     for r in numba.prange(points.shape[0]):
@@ -360,12 +366,14 @@ def shade_kernel(kinds, params, tex_kinds, tex_params, tex_seeds, lighting, poin
             points[r, 0], points[r, 1], points[r, 2], view_dirs[r, 0], view_dirs[r, 1], view_dirs[r, 2])
 
 
+@serialized
 @numba.njit(cache=True, parallel=True)
 def albedo_kernel(kind, tp, seed, local, out):
     for r in numba.prange(local.shape[0]):
         out[r, 0], out[r, 1], out[r, 2] = texture_albedo(kind, tp, seed, local[r, 0], local[r, 1], local[r, 2])
 
 
+@serialized
 @numba.njit(cache=True, parallel=True)
 def normals_kernel(kinds, params, points, index, out):
     for r in numba.prange(points.shape[0]):

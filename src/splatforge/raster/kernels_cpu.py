@@ -29,6 +29,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..core.parallel import serialized
+
 ALPHA_MIN = np.float32(1.0 / 255.0)
 ALPHA_MAX = np.float32(0.999)
 T_MIN = np.float32(1e-4)
@@ -69,6 +71,7 @@ def _extent(mx, my, a, b, c, opacity):
     return ex, ey, sigma_max
 
 
+@serialized
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def pack_gaussians(means2d, conics, colors, opacities, records):
     """records[g] = Gaussian g's mean, conic, opacity, extent (see `_extent`) and, with three
@@ -526,6 +529,7 @@ def _backward_tile_rgb(records, colors, backgrounds, flatten_ids, start, end, ti
             slots[e, q] = total
 
 
+@serialized
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH, error_model="numpy")
 def composite_forward(
     records,  # [M, RECORD] from pack_gaussians
@@ -615,6 +619,7 @@ def composite_forward(
                     out_colors[image, py, px, k] = v
 
 
+@serialized
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH, error_model="numpy")
 def composite_backward(
     records,  # [M, RECORD] from pack_gaussians

@@ -16,6 +16,7 @@ import numba
 import numpy as np
 import torch
 
+from ..core.parallel import serialized
 from .project import ALPHA_THRESHOLD, MAX_EXTEND, Projection
 
 PINHOLE, ORTHO = 0, 1
@@ -110,6 +111,7 @@ def _image_covariance(cov, j00, j02, j11, j12):
             j11 * j11 * c11 + 2.0 * j11 * j12 * c12 + j12 * j12 * c22)
 
 
+@serialized
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def project_forward(means, quats, scales, opacities, viewmats, ks, width, height, eps2d, near, far, radius_clip,
                     model, calc_comp, radii, means2d, depths, conics, comps):
@@ -179,6 +181,7 @@ def _forward_one(b, g, means, quats, scales, opacities, viewmats, ks, width, hei
         radii[b, c, g, 1] = np.int32(min(ry, 2e9))
 
 
+@serialized
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def project_backward(means, quats, scales, viewmats, ks, width, height, eps2d, near, far, model, calc_comp,
                      v_means2d, v_depths, v_conics, v_comps, v_means, v_quats, v_scales):

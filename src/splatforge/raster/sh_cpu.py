@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.parallel import serialized
 from ..core.sh import C0, num_sh_bases
 from .kernels_cpu import FASTMATH
 
@@ -102,6 +103,7 @@ def _unit(dx, dy, dz):
 CHUNK = 256  # Gaussians per parallel task
 
 
+@serialized
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def sh_forward(dirs, coeffs, k_count):  # [C, N, 3], [N, K, 3] -> [C, N, 3]
     n_cams, n = dirs.shape[0], dirs.shape[1]
@@ -125,6 +127,7 @@ def _forward_one(dirs, coeffs, k_count, i, n_cams, basis, out):
             out[c, i, ch] = acc
 
 
+@serialized
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def sh_backward(dirs, coeffs, k_count, v_out, need_dirs):  # -> v_dirs [C, N, 3], v_coeffs [N, K, 3]
     n_cams, n = dirs.shape[0], dirs.shape[1]

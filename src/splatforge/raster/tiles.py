@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.parallel import serialized
+
 
 @numba.njit(cache=True)
 def _tile_rect(mx, my, rx, ry, tile_size, tile_width, tile_height):
@@ -75,6 +77,7 @@ def _scatter(means2d, radii, depths, image_ids, tile_size, tile_width, tile_heig
     return flatten_ids, keys
 
 
+@serialized
 @numba.njit(cache=True, parallel=True)
 def _sort_runs(flatten_ids, keys, offsets, n_tiles, tile_bits):
     """Sort each tile's run by depth (ties keep Gaussian order) and build gsplat's isect ids:
