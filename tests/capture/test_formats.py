@@ -157,3 +157,13 @@ def test_portrait_and_landscape_photos_train_together(demo_colmap, tmp_path):
     assert sizes == {(48, 64, 3), (64, 48, 3)}
     with pytest.raises(Exception, match="batch_size 1"):
         Trainer(cap, TrainConfig(max_steps=8, batch_size=2))
+
+
+def test_a_transforms_json_split_is_used_unless_overridden(demo_colmap, tmp_path):
+    ns = write_transforms(demo_colmap, tmp_path / "ns", ply=False)
+    meta = json.loads((ns / "transforms.json").read_text())
+    meta["test_filenames"] = ["./images/view_003.png", "images/view_007.png"]
+    (ns / "transforms.json").write_text(json.dumps(meta))
+    assert [v.name for v in load_capture(ns, init="none").test] == ["images/view_003.png", "images/view_007.png"]
+    assert [v.name for v in load_capture(ns, init="none", test_every=5).test] == ["images/view_000.png",
+                                                                                   "images/view_005.png"]

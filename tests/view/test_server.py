@@ -93,7 +93,7 @@ def test_cli_view_serves_reports_subsampling_and_fails_clearly(tmp_path, capsys)
 def test_capture_cameras_become_frustums_with_thumbnails(tmp_path):
     pytest.importorskip("pycolmap")
     from ..io.test_colmap import build_model
-    from ..train.test_data import write_photos
+    from ..capture.test_colmap import write_photos
 
     root, poses, _, _ = build_model(tmp_path, cameras=[("PINHOLE", [60.0, 62.0, 31.0, 25.0])] * 3, n_points=20)
     write_photos(root, poses)
