@@ -43,7 +43,7 @@ def triangulate_known_poses(
         neighbours: each photo is matched with this many others (nearest cameras that look the same
             way); all pairs when there are fewer photos.
         max_image_size: SIFT runs on photos scaled down to this long side (intrinsics follow).
-        progress: tqdm bars for extraction, matching and triangulation.
+        progress: tqdm bars for feature extraction and matching.
 
     Returns:
         (points [N, 3] float64, colours [N, 3] uint8), colours averaged from the photos.
@@ -52,6 +52,26 @@ def triangulate_known_poses(
         SplatforgeError: fewer than two photos, or fewer than `min_points` points triangulated
             (photos without texture, cameras that share no view, or wrong poses).
     """
+    model = triangulated_model(images, Ks, viewmats, neighbours, max_image_size, progress)
+    points, colors = _points_and_colors(model)
+    if len(points) < min_points:
+        raise SplatforgeError(
+            f"triangulation with the capture's poses found {len(points)} points (needs {min_points}): the photos "
+            "match too little (little texture, little overlap) or the poses do not fit the photos; start from "
+            "random points instead (init 'random')")
+    return points, colors
+
+
+def triangulated_model(
+    images: list[np.ndarray],  # C x [H_i, W_i, 3] float32 in [0, 1]
+    Ks: np.ndarray,  # [C, 3, 3]
+    viewmats: np.ndarray,  # [C, 4, 4]
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    max_image_size: int = 1600,
+    progress: bool = True,
+):
+    """`triangulate_known_poses` returning pycolmap's Reconstruction (cameras at the processed size,
+    the fixed poses, points with their tracks), for callers that want its tracks and errors."""
     Ks = np.asarray(Ks, np.float64)
     viewmats = np.asarray(viewmats, np.float64)
     count = len(images)
@@ -75,15 +95,8 @@ def triangulate_known_poses(
         pairs = [(names[i], names[j]) for i, j in _neighbour_pairs(viewmats, neighbours)]
         match_pairs(database, pairs, root, progress=progress)
         (root / "sparse").mkdir()
-        result = pycolmap.triangulate_points(reconstruction, database, root / "images", root / "sparse",
-                                             clear_points=True, refine_intrinsics=False)
-        points, colors = _points_and_colors(result)
-    if len(points) < min_points:
-        raise SplatforgeError(
-            f"triangulation with the capture's poses found {len(points)} points (needs {min_points}): the photos "
-            "match too little (little texture, little overlap) or the poses do not fit the photos; start from "
-            "random points instead (init 'random')")
-    return points, colors
+        return pycolmap.triangulate_points(reconstruction, database, root / "images", root / "sparse",
+                                           clear_points=True, refine_intrinsics=False)
 
 
 def _write_photos(folder: Path, images: list[np.ndarray], Ks: np.ndarray,
