@@ -4,7 +4,9 @@
   durable SQLite job store and inference worker processes;
 - `make_scene_job_handler(predictor, ...)`: the same job as a RunPod worker handler
   (`splatforge worker`);
-- `predict_scene_file` / `scene_output`: the job itself, as a library call.
+- `predict_scene_file` / `scene_output`: the job itself, as a library call;
+- `check_model(ModelSpec(...))`: SplatforgeError with the reason if workers could not load the
+  model (`splatforge serve` calls it before it binds).
 """
 
 from splatforge._lazy import lazy_exports
@@ -14,8 +16,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "create_app": ".app", "UrlPolicy": ".fetch", "UrlRefused": ".fetch", "fetch_url": ".fetch",
     "ImageLimits": ".handler", "SceneFile": ".handler", "predict_scene_file": ".handler", "scene_output": ".handler",
     "make_scene_job_handler": ".runpod_worker", "SceneService": ".service", "ServeConfig": ".service",
-    "ModelSpec": ".workers",
+    "ModelSpec": ".workers", "check_model": ".workers",
 })
 
 __all__ = ["create_app", "ServeConfig", "SceneService", "ModelSpec", "ImageLimits", "UrlPolicy", "UrlRefused",
-           "fetch_url", "SceneFile", "predict_scene_file", "scene_output", "make_scene_job_handler"]
+           "fetch_url", "SceneFile", "predict_scene_file", "scene_output", "make_scene_job_handler", "check_model"]
