@@ -94,8 +94,10 @@ def _image_paths(source: Path) -> list[Path]:
 
 def _predict(args) -> None:
     from .predict import build_predictor, predict_image, save_ply
+    from .predict.outputs import output_paths
 
     paths = _image_paths(args.input)
+    outputs = output_paths(paths, args.input if args.input.is_dir() else args.input.parent, args.output)
     predictor = build_predictor(args.model.preset, checkpoint=args.model.checkpoint, seed=args.model.seed,
                                 device=args.device)
     if args.backend == "onnx":
@@ -108,7 +110,7 @@ def _predict(args) -> None:
         predictor = load_onnx_predictor(onnx_path)
     args.output.mkdir(parents=True, exist_ok=True)
     failures = []
-    for i, path in enumerate(paths, 1):
+    for i, (path, ply_path) in enumerate(zip(paths, outputs), 1):
         start = time.perf_counter()
         try:
             prediction = predict_image(path, predictor, focal_length_px=args.focal_length_px,
@@ -119,7 +121,8 @@ def _predict(args) -> None:
             failures.append(path)
             print(f"[{i}/{len(paths)}] skipped {path}: {err}", file=sys.stderr)
             continue
-        out = save_ply(prediction, args.output / f"{path.stem}.ply")
+        ply_path.parent.mkdir(parents=True, exist_ok=True)
+        out = save_ply(prediction, ply_path)
         seconds = time.perf_counter() - start
         print(f"[{i}/{len(paths)}] {path} -> {out}: {prediction.num_gaussians:,} Gaussians, "
               f"f = {prediction.focal_length_px:.1f} px, {seconds:.1f} s")
@@ -127,7 +130,7 @@ def _predict(args) -> None:
             from .predict.render import TrajectoryParams, render_trajectory_videos
 
             video, depth = render_trajectory_videos(
-                prediction, args.output / f"{path.stem}.mp4",
+                prediction, ply_path.with_suffix(".mp4"),
                 TrajectoryParams(num_steps=args.render_steps))
             print(f"    rendered {video} and {depth}")
     if failures:
