@@ -1,7 +1,7 @@
 """Optimization-module benchmark: each module against the capture defect it is for.
 
 The demo scene (48 views at 96x96 by default: 42 training, 6 held out) is given one known defect
-at a time (see `splatforge.train.modules.evidence`); a run without and a run with the matching
+at a time (see tests/train/modules/evidence.py); a run without and a run with the matching
 module then train with the same seed and steps, and the held-out views (always true) are scored.
 
     case        defect on the training photos                         module
@@ -22,6 +22,7 @@ cameras at radius 1) error before and after refinement.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +41,8 @@ def main() -> None:
 
     import torch
 
-    from splatforge.train.modules import evidence
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/ holds the fixtures
+    from tests.train.modules import evidence
     from splatforge.train.modules.pose import aligned_pose_error, pose_error
 
     torch.set_num_threads(2)

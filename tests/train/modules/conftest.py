@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("pycolmap")
 
-from splatforge.train.modules import evidence  # noqa: E402
+from . import evidence  # noqa: E402
 
 VIEWS, SIZE = 24, 64
 

@@ -15,7 +15,7 @@ import torch
 
 from splatforge.errors import SplatforgeError
 from splatforge.train.modules import REGISTRY, build_modules
-from splatforge.train.modules.evidence import evidence_config
+from .evidence import evidence_config
 from splatforge.train.run import RunOptions, run_training
 from splatforge.train.trainer import Trainer, render_batch
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from splatforge.train.modules import evidence
+from . import evidence
 from splatforge.train.modules.bilateral import slice_grids
 from splatforge.train.modules.pose import aligned_pose_error, pose_error
 from splatforge.train.trainer import render_batch

@@ -1,4 +1,5 @@
-"""Captures of the demo scene with one known defect each, for the modules' tests and benchmark.
+"""Captures of the demo scene with one known defect each, for the modules' tests and benchmark
+(benchmarks/modules.py imports this file from here; it is test code, not part of the library).
 
 Each function takes a clean demo capture (`load_demo`) and returns a copy in which only the
 training views (or, for the background, every photo) carry the defect the matching module is
@@ -23,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...demo.capture import demo_cameras, make_demo_capture
-from ...demo.raycast import linear_to_srgb, pack_scene, render_view, srgb_to_linear
-from ...demo.scene import make_scene
-from ...capture import Capture, load_capture
-from ..trainer import TrainConfig, Trainer
+from splatforge.capture import Capture, load_capture
+from splatforge.demo.capture import demo_cameras, make_demo_capture
+from splatforge.demo.raycast import linear_to_srgb, pack_scene, render_view, srgb_to_linear
+from splatforge.demo.scene import make_scene
+from splatforge.train.trainer import TrainConfig, Trainer
 
 
 def load_demo(root: str | Path, num_views: int, size: int, num_points: int = 1500) -> Capture:
