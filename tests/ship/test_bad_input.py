@@ -5,12 +5,15 @@ import io
 import json
 import struct
 import zipfile
+from datetime import timedelta
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import splatforge.compress  # noqa: F401  (save_scene writes SOG through it)
+from splatforge.core.gaussians import Gaussians
 from splatforge.errors import FormatError, SplatforgeError
 from splatforge.io.formats.compressed_ply import read_compressed_ply, write_compressed_ply
 from splatforge.io.formats.sog import read_sog
@@ -20,7 +23,15 @@ from splatforge.io.scene import load_scene, save_scene
 
 from .conftest import make_gaussians
 
-FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# A hang or a runaway allocation shows as a case past the deadline; a normal case takes milliseconds,
+# so the bound is loose enough for a loaded machine (hypothesis re-runs a slow case before failing).
+FUZZ = settings(max_examples=25, deadline=timedelta(seconds=10),
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+# The most Gaussians a file of `size` bytes can hold, where the format bounds it: a .splat record is
+# 32 bytes, a compressed-PLY vertex 16, an SPZ v3 Gaussian at least 19 bytes of a gzip stream (which
+# inflates 1032x at most). SPZ v4 (zstd) and SOG (WebP) have no such bound.
+MOST = {".splat": lambda size: size // 32, ".compressed.ply": lambda size: size // 16,
+        ".spz": lambda size: size * 1032 // 19}
 
 
 def _valid_bytes(tmp_path, ext):
@@ -32,12 +43,25 @@ def _valid_bytes(tmp_path, ext):
     return path.read_bytes()
 
 
-def _read_or_format_error(path, reader):
+def _read_or_format_error(path, reader, ext, tmp_path):
+    """A damaged file either raises FormatError or decodes to a valid scene: float32 CPU
+    Gaussians with finite values, no more of them than the file's bytes can hold, that the same
+    format writes and reads back unchanged in number."""
     try:
         g = reader(path)
     except FormatError:
         return
-    assert len(g) >= 0  # a damaged file may still decode: then it is a valid scene
+    assert isinstance(g, Gaussians) and g.dtype == torch.float32 and g.device.type == "cpu"
+    for name, value in g.named_parameters():
+        assert bool(torch.isfinite(value).all()), f"{name} holds NaN or inf"
+    if ext in MOST:
+        assert len(g) <= MOST[ext](path.stat().st_size)
+    if ext == ".splat":
+        assert len(g) * 32 == path.stat().st_size and g.sh_degree == 0
+    again = tmp_path / f"again{'.sog' if ext == '.sog' else ext.replace('.v4', '')}"
+    save_scene(g, again, **({"palette_size": 16, "plas_iterations": 1} if ext == ".sog" else {}))
+    back = READERS[ext](again)
+    assert len(back) == len(g) and back.sh_degree == g.sh_degree
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +80,7 @@ READERS = {".splat": read_splat, ".spz": read_spz, ".v4.spz": read_spz, ".compre
 def test_random_bytes(tmp_path, ext, data):
     path = tmp_path / f"r{ext}"
     path.write_bytes(data)
-    _read_or_format_error(path, READERS[ext])
+    _read_or_format_error(path, READERS[ext], ext, tmp_path)
 
 
 @pytest.mark.parametrize("ext", list(READERS))
@@ -68,7 +92,7 @@ def test_truncated_and_bit_flipped(tmp_path, valid_files, ext, cut, flips):
         data[int(where * len(data))] ^= 1 << bit
     path = tmp_path / f"t{ext}"
     path.write_bytes(bytes(data[: max(1, int(cut * len(data)))] if cut > 0 else data))
-    _read_or_format_error(path, READERS[ext])
+    _read_or_format_error(path, READERS[ext], ext, tmp_path)
 
 
 def test_splat_size_not_multiple_of_32(tmp_path):
