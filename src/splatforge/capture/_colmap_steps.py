@@ -16,21 +16,21 @@ from typing import Iterator, Sequence
 
 # Each pycolmap call costs a setup (threads, SIFT state, the matcher's cache of the whole database):
 # about a second per matching call on 2 busy cores, which made 25 chunks of the 2,211 Buddha pairs
-# 1.5x slower than one call. Chunks of 800+ pairs keep that to a few percent; the bar moves less often.
+# 1.5x slower than one call. Chunks of 1,500+ pairs keep that to a few percent; the bar moves less often.
 _EXTRACT_CHUNKS = 8
 _MIN_EXTRACT_CHUNK = 16
-_MATCH_CHUNKS = 8
-_MIN_MATCH_CHUNK = 800
+_MATCH_CHUNKS = 6
+_MIN_MATCH_CHUNK = 1500
 
 
 @contextlib.contextmanager
 def quiet_colmap(verbose: bool = False) -> Iterator[None]:
-    """COLMAP logs every step at INFO level to stderr; keep warnings and errors only (unless `verbose`)."""
+    """COLMAP logs every step at INFO level to stderr; keep its errors only (unless `verbose`)."""
     import pycolmap
 
     saved = pycolmap.logging.minloglevel
     if not verbose:
-        pycolmap.logging.minloglevel = 1  # glog: 0 INFO, 1 WARNING, 2 ERROR
+        pycolmap.logging.minloglevel = 2  # glog: 0 INFO, 1 WARNING, 2 ERROR; its warnings are about GPUs we do not use
     try:
         yield
     finally:

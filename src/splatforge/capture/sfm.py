@@ -10,9 +10,10 @@ Choices, measured on the 67-photo Buddha capture in tests/data/buddha at 512 px 
 - Matching: every pair up to `exhaustive_limit` photos (it finds loops and revisits that a sequence
   misses; 2,211 pairs for 67 photos); beyond that, and for video frames, each image with its
   `sequential_overlap` successors plus quadratically spaced ones (linear cost).
-- Mapping "auto": COLMAP's incremental mapper, then the global one (GLOMAP) as well when the
-  incremental model leaves photos out; the model with more photos wins (then the lower reprojection
-  error). Mapping takes seconds; features and matching take the rest.
+- Mapping "auto": the global mapper (GLOMAP, in pycolmap) first, then COLMAP's incremental one as
+  well when the global model leaves photos out; the model with more photos wins (then the lower
+  reprojection error). On Buddha the global mapper registered 67 of 67 photos (50 of the first 50)
+  where the incremental one registered 66 (40). Mapping takes seconds; features and matching the rest.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Literal, Optional
 
 from ..errors import SplatforgeError
 from ._colmap_steps import exhaustive_pairs, extract_features, match_pairs, quiet_colmap, sequential_pairs
-from ._sfm_inputs import PreparedPhoto, camera_params, find_photos, prepare_photo
+from ._sfm_inputs import PHOTO_SUFFIXES, PreparedPhoto, camera_params, find_photos, prepare_photo
 from .video import VIDEO_SUFFIXES, extract_frames
 
 REPORT_NAME = "sfm_report.json"
@@ -45,7 +46,7 @@ class SfmConfig:
     matcher: Literal["auto", "exhaustive", "sequential"] = "auto"  # auto: exhaustive up to exhaustive_limit photos, sequential beyond and for video
     exhaustive_limit: int = 100  # matcher auto: the most photos matched pair by pair
     sequential_overlap: int = 10  # sequential matching: each image with this many successors (plus 2^k farther ones)
-    mapper: Literal["auto", "incremental", "global"] = "auto"  # auto: incremental, and global too when that leaves photos out
+    mapper: Literal["auto", "incremental", "global"] = "auto"  # auto: global, and incremental too when that leaves photos out
     camera_model: CameraModel = "SIMPLE_RADIAL"  # COLMAP camera model of the solved cameras
     single_camera: bool = True  # one camera (intrinsics) shared by all photos of the folder: same phone, same zoom
     max_num_features: int = 8192  # SIFT features per image at most
@@ -235,8 +236,8 @@ def _prepare_photos(folder: Path, images_dir: Path, config: SfmConfig) -> list[P
 
     photos = find_photos(folder)
     if not photos:
-        raise SplatforgeError(f"{folder} holds no photos (looked for {', '.join(s for s in ('.jpg', '.png', '.heic', '.tif', '.webp'))} "
-                              "files in it and in its images/ folder)")
+        raise SplatforgeError(f"{folder} holds no photos (looked for {', '.join(PHOTO_SUFFIXES)} files in it "
+                              "and in its images/ folder); give a folder of overlapping photos or a video")
     if len(photos) < 3:
         raise SplatforgeError(f"{folder}: SfM needs at least 3 overlapping photos, found {len(photos)} "
                               f"({', '.join(p.name for p in photos)}); take more photos around the subject")
@@ -260,7 +261,7 @@ def _map(database: Path, images_dir: Path, work: Path, count: int, config: SfmCo
 
     tried: dict[str, int] = {}
     best, best_mapper = None, config.mapper
-    order = ["incremental", "global"] if config.mapper == "auto" else [config.mapper]
+    order = ["global", "incremental"] if config.mapper == "auto" else [config.mapper]
     for mapper in order:
         folder = work / f"mapping_{mapper}"
         folder.mkdir()
@@ -300,7 +301,7 @@ def _registration_advice(source: Path, names: list[str], registered: list[str], 
     if matcher == "sequential" and not video:
         tips.append("--matcher exhaustive (sequential matching assumes the photos are in shooting order)")
     if config.mapper != "auto":
-        tips.append("--mapper auto (tries incremental and global mapping)")
+        tips.append("--mapper auto (tries global and incremental mapping)")
     if video:
         tips.append(f"more frames (--num-frames, now {config.num_frames}) or a slower camera move")
     return (f"{source}: only {len(registered)} of {len(names)} images could be posed (need {needed}); "
