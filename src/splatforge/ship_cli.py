@@ -1,7 +1,8 @@
-"""`splatforge compress` and `splatforge convert`: thin calls into io.scene and compress.
+"""`splatforge compress`, `convert`, `filter` and `export-html`: thin calls into io.scene, compress,
+io.filters and view.html.
 
-Both print the input and output sizes, their ratio and what the conversion cost in pixels: PSNR /
-SSIM between renders of the input and of the decoded output from orbit views.
+compress and convert print the input and output sizes, their ratio and what the conversion cost in
+pixels: PSNR / SSIM between renders of the input and of the decoded output from orbit views.
 """
 
 import os
@@ -113,8 +114,90 @@ def _cmd_convert(args) -> None:
     _report(args, original, Path(args.output), time.perf_counter() - start)
 
 
+def _filter_options():
+    import tyro
+
+    # the fields of splatforge.io.filters.SceneFilter, spelled out so that `filter --help` does not
+    # import torch; a test keeps the two equal
+    @dataclass
+    class FilterOptions:
+        input: tyro.conf.Positional[Path]  # a .ply, .compressed.ply, .splat, .spz or SOG scene
+        output: tyro.conf.Positional[Path]  # .ply, .compressed.ply, .splat, .spz or .sog (format by extension)
+        # keep Gaussians whose centre lies in the box x0 y0 z0 x1 y1 z1 (world units, inclusive)
+        box: Optional[tuple[float, float, float, float, float, float]] = None
+        # keep Gaussians whose centre lies in the sphere cx cy cz r (world units)
+        sphere: Optional[tuple[float, float, float, float]] = None
+        min_opacity: Optional[float] = None  # keep Gaussians at least this opaque (0..1)
+        # keep Gaussians whose largest standard deviation is at most this (world units)
+        max_size: Optional[float] = None
+        # keep Gaussians no larger than this percentile (0..100] of the sizes (instead of --max-size)
+        max_size_percentile: Optional[float] = None
+        # keep this many Gaussians, the most visible ones (opacity x area of the two largest axes)
+        decimate: Optional[int] = None
+        overwrite: bool = False  # replace OUTPUT if it exists
+
+    return FilterOptions
+
+
+FILTER_FIELDS = ("box", "sphere", "min_opacity", "max_size", "max_size_percentile", "decimate")
+
+
+def _cmd_filter(args) -> None:
+    from . import compress  # noqa: F401  (registers the SOG writer with save_scene)
+    from .io.filters import SceneFilter, filter_file
+
+    spec = SceneFilter(**{name: getattr(args, name) for name in FILTER_FIELDS})
+    start = time.perf_counter()
+    original, kept = filter_file(args.input, args.output, spec, overwrite=args.overwrite)
+    seconds = time.perf_counter() - start
+    print(f"{args.input}: {len(original):,} Gaussians, {_size_on_disk(Path(args.input)):,} bytes")
+    print(f"{args.output}: {len(kept):,} Gaussians ({100 * len(kept) / len(original):.1f}% kept), "
+          f"{_size_on_disk(Path(args.output)):,} bytes ({seconds:.1f} s)")
+
+
+def _export_html_options():
+    import tyro
+
+    from .view.scene import DEFAULT_MAX_GAUSSIANS
+
+    @dataclass
+    class ExportHtmlOptions:
+        scene: tyro.conf.Positional[Path]  # a splat file (.ply, .splat, .spz, SOG) or a training folder
+        # the page to write (.html), or a folder that gets an index.html
+        output: Annotated[Path, tyro.conf.arg(aliases=("-o",))]
+        # put at most this many Gaussians in the page, the most opaque and largest first (~20 bytes each)
+        max_gaussians: int = DEFAULT_MAX_GAUSSIANS
+        up: Literal["+z", "-z", "+y", "-y", "+x", "-x"] = "+z"  # world up axis for the orbit controls
+        dark_mode: bool = False  # dark background instead of white
+        overwrite: bool = False  # replace the page if it exists
+
+    return ExportHtmlOptions
+
+
+def _cmd_export_html(args) -> None:
+    from .view.html import export_scene_html
+
+    start = time.perf_counter()
+    page, scene = export_scene_html(args.scene, args.output, max_gaussians=args.max_gaussians, up=args.up,
+                                    dark_mode=args.dark_mode, overwrite=args.overwrite)
+    if scene.message:
+        print(scene.message)
+    print(f"{page}: {os.path.getsize(page):,} bytes, {len(scene.gaussians):,} Gaussians from {scene.source} "
+          f"({time.perf_counter() - start:.1f} s); open it in a browser, offline or from any static host")
+
+
 def register(commands: Commands) -> None:
-    """Add `compress` and `convert` to the `splatforge` subcommands."""
+    """Add `compress`, `convert`, `filter` and `export-html` to the `splatforge` subcommands."""
     commands.add("compress", "compress a splat scene to SOG (PLAS layout, k-means codebooks)",
                  _compress_options, _cmd_compress)
     commands.add("convert", "convert between splat formats (by extension)", _convert_options, _cmd_convert)
+    commands.add("filter", "crop, clean or decimate a splat scene (box, sphere, opacity, size, count)",
+                 _filter_options, _cmd_filter,
+                 description="Read INPUT, keep the Gaussians every given filter keeps (applied in the order box, "
+                             "sphere, opacity, size, decimation) and write OUTPUT in the format its extension "
+                             "names. A filter that keeps nothing, or an existing OUTPUT without --overwrite, is "
+                             "an error and writes nothing.")
+    commands.add("export-html", "write a splat scene as one offline web page with orbit controls (viser)",
+                 _export_html_options, _cmd_export_html,
+                 description="Write SCENE as a self-contained HTML page (viser's web client with the scene "
+                             "embedded): it opens from the file system or any static host and fetches nothing.")
