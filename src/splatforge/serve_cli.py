@@ -1,7 +1,9 @@
 """`splatforge serve` (the self-hosted HTTP service) and `splatforge worker` (a RunPod worker).
 
 `register(commands)` adds both subcommands to the `splatforge` command line. Their defaults are
-the library's (ServeConfig, ModelSpec, ImageLimits, UrlPolicy), read from those dataclasses.
+the library's (ServeConfig, ModelSpec, ImageLimits, UrlPolicy), read from those dataclasses in
+`splatforge.serve.settings`, which imports only the standard library: `--help` loads neither the
+predictor nor numpy, Pillow, pydantic or FastAPI.
 """
 
 import ipaddress
@@ -22,9 +24,7 @@ def _model_options():
     import tyro
 
     from splatforge.predict_cli import Preset
-    from splatforge.serve.fetch import UrlPolicy
-    from splatforge.serve.handler import ImageLimits
-    from splatforge.serve.workers import ModelSpec
+    from splatforge.serve.settings import ImageLimits, ModelSpec, UrlPolicy
 
     @dataclass
     class ModelOptions:
@@ -42,9 +42,7 @@ def _model_options():
 
 
 def _settings(opts, workers: int):
-    from splatforge.serve.fetch import UrlPolicy
-    from splatforge.serve.handler import ImageLimits
-    from splatforge.serve.workers import ModelSpec
+    from splatforge.serve.settings import ImageLimits, ModelSpec, UrlPolicy
 
     if opts.checkpoint is not None and not opts.checkpoint.is_file():
         raise SplatforgeError(f"checkpoint not found: {opts.checkpoint}")
@@ -81,7 +79,7 @@ def _read_api_key(args) -> Optional[str]:
 def _serve_options():
     import tyro
 
-    from splatforge.serve.service import ServeConfig
+    from splatforge.serve.settings import PUBLIC_URL_ENV, ServeConfig
 
     ModelOptions = _model_options()
 
@@ -96,6 +94,13 @@ def _serve_options():
         execution_timeout: float = ServeConfig.execution_timeout_s
         retention: float = ServeConfig.run_retention_s  # seconds /run results are kept
         endpoint_id: Optional[str] = ServeConfig.endpoint_id  # answer only under /v2/<this id>/ (default: any id)
+        # base URL clients reach the service at (e.g. https://splat.example.com behind a proxy), for result links
+        public_url: Annotated[Optional[str], tyro.conf.arg(help_behavior_hint=(
+            f"(default: ${PUBLIC_URL_ENV}, else the base URL of each request)"))] = None
+        # failed model loads in a row per worker before queued jobs end FAILED
+        worker_load_attempts: int = ServeConfig.worker_load_attempts
+        # seconds to wait after a failed model load (doubling per failure, up to 60 s)
+        worker_restart_backoff: float = ServeConfig.worker_restart_backoff_s
         api_key_file: Optional[Path] = None  # file holding the API key clients must send (or set $SPLATFORGE_API_KEY)
         log_level: Literal["debug", "info", "warning", "error"] = "info"
         model: flattened(ModelOptions) = field(default_factory=ModelOptions)
@@ -109,25 +114,40 @@ def _cmd_serve(args) -> None:
     import uvicorn
 
     from splatforge.serve.app import create_app
-    from splatforge.serve.service import ServeConfig
     from splatforge.serve.workers import check_model
 
     api_key = _read_api_key(args)
     if api_key is None and not _is_loopback(args.host):
         raise SplatforgeError(f"binding to {args.host} exposes the service beyond this machine; set an API key "
                               f"with --api-key-file or ${API_KEY_ENV}")
-    if args.workers < 1 or args.max_queue < 1:
-        raise SplatforgeError("--workers and --max-queue must be at least 1")
-    model, limits, policy = _settings(args.model, args.workers)
-    config = ServeConfig(data_dir=args.data_dir, workers=args.workers, max_queue=args.max_queue, model=model,
-                         limits=limits, url_policy=policy, execution_timeout_s=args.execution_timeout,
-                         endpoint_id=args.endpoint_id, api_key=api_key, run_retention_s=args.retention)
-    check_model(model)  # a model that cannot load stops here, before anything binds or a job is accepted
+    config = serve_config(args, api_key)
+    check_model(config.model)  # a model that cannot load stops here, before anything binds or a job is accepted
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config)
     print(f"splatforge serve: http://{args.host}:{args.port}/v2/{args.endpoint_id or '<any id>'}/ "
           f"({args.workers} worker(s), preset {args.model.preset}, data in {args.data_dir})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+
+
+def serve_config(args, api_key: Optional[str] = None):
+    """The `ServeConfig` that `splatforge serve` runs with, from its parsed options. Bad values
+    raise SplatforgeError before anything starts."""
+    from splatforge.serve.settings import ServeConfig, check_public_url
+
+    if args.workers < 1 or args.max_queue < 1 or args.worker_load_attempts < 1:
+        raise SplatforgeError("--workers, --max-queue and --worker-load-attempts must be at least 1")
+    if args.worker_restart_backoff < 0:
+        raise SplatforgeError("--worker-restart-backoff must be 0 or more seconds")
+    model, limits, policy = _settings(args.model, args.workers)
+    # Without --public-url, ServeConfig's own default applies: $SPLATFORGE_PUBLIC_URL.
+    public_url = {} if args.public_url is None else {"public_url": args.public_url}
+    config = ServeConfig(data_dir=args.data_dir, workers=args.workers, max_queue=args.max_queue, model=model,
+                         limits=limits, url_policy=policy, execution_timeout_s=args.execution_timeout,
+                         endpoint_id=args.endpoint_id, api_key=api_key, run_retention_s=args.retention,
+                         worker_load_attempts=args.worker_load_attempts,
+                         worker_restart_backoff_s=args.worker_restart_backoff, **public_url)
+    check_public_url(config.public_url)
+    return config
 
 
 def _worker_options():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from splatforge.cli import build_commands, parse_command_line
-from splatforge.serve.fetch import UrlPolicy
-from splatforge.serve.service import ServeConfig
-from splatforge.serve.workers import ModelSpec
-from splatforge.serve_cli import main
+from splatforge.errors import SplatforgeError
+from splatforge.serve.settings import ModelSpec, ServeConfig, UrlPolicy
+from splatforge.serve_cli import main, serve_config
 
 
 def test_binding_beyond_loopback_needs_an_api_key(capsys, monkeypatch):
@@ -46,3 +47,34 @@ def test_option_defaults_are_the_library_defaults():
                                                                        ModelSpec().device)
     assert opts.model.allow_url_host == UrlPolicy().allow and opts.model.url_timeout == UrlPolicy().read_timeout
     assert opts.model.max_pixels == config.limits.max_pixels
+    assert (opts.worker_load_attempts, opts.worker_restart_backoff) == (config.worker_load_attempts,
+                                                                        config.worker_restart_backoff_s)
+
+
+def test_public_url_from_the_flag_or_else_the_environment(monkeypatch):
+    monkeypatch.delenv("SPLATFORGE_PUBLIC_URL", raising=False)
+    assert serve_config(parse_command_line(["serve"])[1]).public_url is None
+    monkeypatch.setenv("SPLATFORGE_PUBLIC_URL", "https://env.example.com")
+    assert serve_config(parse_command_line(["serve"])[1]).public_url == "https://env.example.com"
+    _, opts = parse_command_line(["serve", "--public-url", "https://flag.example.com/base"])
+    assert serve_config(opts).public_url == "https://flag.example.com/base"
+
+
+def test_worker_load_settings_reach_the_config():
+    _, opts = parse_command_line(["serve", "--worker-load-attempts", "5", "--worker-restart-backoff", "0.25"])
+    config = serve_config(opts)
+    assert (config.worker_load_attempts, config.worker_restart_backoff_s) == (5, 0.25)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--public-url", "splat.example.com"], "must start with http:// or https://"),
+    (["--worker-load-attempts", "0"], "must be at least 1"),
+    (["--worker-restart-backoff", "-1"], "0 or more seconds"),
+])
+def test_bad_service_settings_are_refused_before_the_model_loads(tmp_path, capsys, argv, message):
+    with pytest.raises(SplatforgeError, match=message):
+        serve_config(parse_command_line(["serve", *argv])[1])
+    # Through the command: refused before the model check (no checkpoint here, so it would fail otherwise).
+    assert main(["serve", "--data-dir", str(tmp_path / "data"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()

@@ -17,10 +17,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from splatforge.core.limits import DEFAULT_MAX_PIXELS
 from splatforge.errors import SplatforgeError
-
-# 128 megapixels: a 100 MP camera's photos load, and the decoded float32 image stays < 1.6 GB.
-DEFAULT_MAX_PIXELS = 2**27
 
 # Pillow's own bomb check reads the global Image.MAX_IMAGE_PIXELS. It is lifted only when Pillow
 # refuses a header that a caller's raised `max_pixels` allows, under this lock, and only while

@@ -26,13 +26,12 @@ import json
 import socket
 import ssl
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Optional
 from urllib.parse import urljoin, urlsplit
 
 from splatforge.errors import SplatforgeError
-
-Resolver = Callable[[str, int], list[str]]
+from splatforge.serve.settings import Resolver, UrlPolicy, system_resolver  # noqa: F401  (their old home)
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _BLOCKED_EXTRA = [ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("192.0.0.0/24"),
@@ -41,49 +40,6 @@ _BLOCKED_EXTRA = [ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("1
 
 class UrlRefused(SplatforgeError):
     """A URL that policy forbids (scheme, destination address, size) or that could not be fetched."""
-
-
-def system_resolver(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to, as strings (IPv4 and IPv6)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
-
-
-@dataclass
-class UrlPolicy:
-    """What a user-given URL may reach, and how long and how much it may take."""
-
-    allow: tuple[str, ...] = ()  # hosts ("name", "name:port") or networks ("10.0.0.0/8") allowed although private
-    connect_timeout: float = 5.0  # seconds to open the TCP (and TLS) connection
-    read_timeout: float = 15.0  # seconds any single read may wait for data
-    total_timeout: float = 60.0  # seconds for the whole fetch, redirects included
-    max_bytes: int = 20 << 20  # largest body accepted
-    max_redirects: int = 5
-    resolver: Resolver = field(default=system_resolver, repr=False)
-
-    def allows(self, host: str, port: int, address: Optional[str] = None) -> bool:
-        """True when an allow-list entry names this host (or address), with or without its port,
-        or a network holding the address."""
-        names = {host.lower().strip("[]")} | ({address} if address else set())
-        for entry in self.allow:
-            entry = entry.lower().strip()
-            if "/" in entry:
-                try:
-                    if address and ipaddress.ip_address(address) in ipaddress.ip_network(entry, strict=False):
-                        return True
-                except ValueError:
-                    pass
-                continue
-            if entry.startswith("["):
-                name, _, entry_port = entry[1:].partition("]")
-                entry_port = entry_port.lstrip(":")
-            elif entry.count(":") == 1:
-                name, entry_port = entry.split(":")
-            else:
-                name, entry_port = entry, ""
-            if name in names and (not entry_port or entry_port == str(port)):
-                return True
-        return False
 
 
 def is_public_address(address: str) -> bool:

@@ -21,23 +21,14 @@ from typing import Callable, Optional
 
 from PIL import Image, UnidentifiedImageError
 
-from splatforge.core.images import DEFAULT_MAX_PIXELS
 from splatforge.errors import SplatforgeError
-from splatforge.serve.fetch import UrlPolicy, fetch_url
+from splatforge.serve.fetch import fetch_url
 from splatforge.serve.schemas import SceneJobInput
+from splatforge.serve.settings import ImageLimits, UrlPolicy
 
 Progress = Callable[[str], None]
 
 SCENE_SUFFIX = {"ply": ".ply", "splat": ".splat", "spz": ".spz", "sog": ".sog"}
-
-
-@dataclass
-class ImageLimits:
-    """What an input image may be."""
-
-    max_pixels: int = DEFAULT_MAX_PIXELS  # width x height, checked from the header before decoding
-    min_side: int = 8  # smallest width or height in pixels the network is given
-    max_bytes: int = 20 << 20  # largest encoded image
 
 
 @dataclass

@@ -8,59 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
-from urllib.parse import urlsplit
 
 from splatforge.errors import SplatforgeError
-from splatforge.serve.fetch import UrlPolicy, UrlRefused, check_url, post_json
-from splatforge.serve.handler import ImageLimits, check_image_header, check_output_format, decode_base64_image, \
+from splatforge.serve.fetch import UrlRefused, check_url, post_json
+from splatforge.serve.handler import check_image_header, check_output_format, decode_base64_image, \
     scene_output
 from splatforge.serve.jobs import Job, JobStore, result_dir
 from splatforge.serve.schemas import RunRequest
-from splatforge.serve.workers import ModelSpec, WorkerPool, WorkerSettings, scene_file_of
+# ServeConfig and the settings it names live in `settings` (light, for the CLI); imported from here too.
+from splatforge.serve.settings import ImageLimits, ModelSpec, ServeConfig, UrlPolicy, check_public_url  # noqa: F401
+from splatforge.serve.workers import WorkerPool, WorkerSettings, scene_file_of
 
 log = logging.getLogger("splatforge.serve")
-
-PUBLIC_URL_ENV = "SPLATFORGE_PUBLIC_URL"
-
-
-@dataclass
-class ServeConfig:
-    """Everything `splatforge serve` can be told; defaults suit one CPU machine."""
-
-    data_dir: Path = Path("splatforge-serve")  # jobs.sqlite3 and results/ live here
-    workers: int = 1  # inference worker processes, each with its own copy of the model
-    max_queue: int = 64  # queued jobs accepted before /run answers 429
-    model: ModelSpec = field(default_factory=ModelSpec)
-    limits: ImageLimits = field(default_factory=ImageLimits)
-    url_policy: UrlPolicy = field(default_factory=UrlPolicy)  # for image_url and webhooks
-    execution_timeout_s: float = 600.0  # when the request's policy gives none
-    max_attempts: int = 3  # runs a job gets when workers crash or the server restarts mid-job
-    worker_load_attempts: int = 3  # failed model loads in a row per worker before queued jobs end FAILED
-    worker_restart_backoff_s: float = 1.0  # wait after a failed model load (doubling, up to 60 s)
-    run_retention_s: float = 1800.0  # how long /run results are kept (RunPod: 30 min)
-    runsync_retention_s: float = 60.0  # how long /runsync results are kept (RunPod: 1 min)
-    inline_limit: int = 64 << 20  # larger scene files are given as a download URL, not base64
-    # Where clients reach this service (e.g. https://splat.example.com behind a proxy): the base
-    # of result download URLs, in status bodies and webhooks. Default: $SPLATFORGE_PUBLIC_URL, else
-    # the base URL of the request that submitted (or polls) the job.
-    public_url: Optional[str] = field(default_factory=lambda: os.environ.get(PUBLIC_URL_ENV) or None)
-    endpoint_id: Optional[str] = None  # if set, other endpoint ids in the path are 404
-    api_key: Optional[str] = None  # required as Bearer token when set
-    webhook_attempts: int = 3
-    webhook_backoff_s: float = 2.0
-    sweep_interval_s: float = 0.5
 
 
 class SceneService:
     def __init__(self, config: ServeConfig, store: Optional[JobStore] = None):
         self.config = config
-        self.public_url = _check_public_url(config.public_url)
+        self.public_url = check_public_url(config.public_url)
         self.data_dir = Path(config.data_dir)
         self.results_root = self.data_dir / "results"
         self.results_root.mkdir(parents=True, exist_ok=True)
@@ -288,25 +257,6 @@ class SceneService:
                     self.config.webhook_backoff_s * (2 ** attempt)):
                 return False
         return False
-
-
-def _check_public_url(url: Optional[str]) -> Optional[str]:
-    """`url` without a trailing slash, or SplatforgeError if it is not an http(s) base URL."""
-    if url is None:
-        return None
-    try:
-        parts = urlsplit(url.strip())
-        _ = parts.port  # raises for a bad port
-    except ValueError as err:
-        parts, problem = None, str(err)
-    else:
-        problem = ("it must start with http:// or https://" if parts.scheme not in ("http", "https")
-                   else "it has no host" if not parts.hostname
-                   else "it must not have a query or fragment" if parts.query or parts.fragment else None)
-    if problem:
-        raise SplatforgeError(f"public_url (or ${PUBLIC_URL_ENV}) {url!r} is not a base URL: {problem}; "
-                              "give where clients reach the service, e.g. https://splat.example.com")
-    return url.strip().rstrip("/")
 
 
 def _check_scheme(url: str, name: str) -> None:

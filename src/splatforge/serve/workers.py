@@ -27,23 +27,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from splatforge.errors import SplatforgeError
-from splatforge.serve.fetch import UrlPolicy
-from splatforge.serve.handler import SCENE_SUFFIX, ImageLimits, SceneFile, predict_scene_file
+from splatforge.serve.handler import SCENE_SUFFIX, SceneFile, predict_scene_file
 from splatforge.serve.jobs import Job, JobStore, result_dir
 from splatforge.serve.schemas import parse_job_input
+from splatforge.serve.settings import ImageLimits, ModelSpec, UrlPolicy
 
 log = logging.getLogger("splatforge.serve")
-
-
-@dataclass
-class ModelSpec:
-    """Which predictor each worker builds (see `splatforge.predict.build_predictor`)."""
-
-    preset: str = "default"
-    checkpoint: Optional[str] = None
-    seed: Optional[int] = None  # random weights from this seed (no checkpoint): tests and benchmarks
-    device: str = "cpu"
-    torch_threads: int = 1  # intra-op threads per worker process
 
 
 @dataclass
