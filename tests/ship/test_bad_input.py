@@ -95,6 +95,17 @@ def test_truncated_and_bit_flipped(tmp_path, valid_files, ext, cut, flips):
     _read_or_format_error(path, READERS[ext], ext, tmp_path)
 
 
+@FUZZ
+@given(records=st.lists(st.tuples(st.lists(st.floats(width=32), min_size=3, max_size=3),
+                                  st.lists(st.floats(width=32) | st.floats(0, 100, width=32), min_size=3, max_size=3),
+                                  st.binary(min_size=8, max_size=8)), max_size=4))
+def test_splat_records_with_any_floats(tmp_path, records):
+    """Every float32 a .splat record can hold, NaN, infinities and negative scales included."""
+    path = tmp_path / "f.splat"
+    path.write_bytes(b"".join(struct.pack("<6f", *position, *scale) + rest for position, scale, rest in records))
+    _read_or_format_error(path, read_splat, ".splat", tmp_path)
+
+
 def test_splat_size_not_multiple_of_32(tmp_path):
     (tmp_path / "a.splat").write_bytes(b"\0" * 33)
     with pytest.raises(FormatError, match="multiple of 32"):
