@@ -5,6 +5,7 @@ size and saved; with a focal-length prior from EXIF where the camera wrote one.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ def find_photos(folder: Path) -> list[Path]:
     return photos
 
 
-def _open_upright(path: Path) -> Image.Image:
+def _open_upright(path: Path, max_image_size: int) -> Image.Image:
     if path.suffix.lower() in (".heic", ".heif"):
         try:
             import pillow_heif
@@ -61,6 +62,11 @@ def _open_upright(path: Path) -> Image.Image:
         if ImageFile.LOAD_TRUNCATED_IMAGES:
             raise SplatforgeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set in this process, so truncated photos "
                                   "cannot be detected; unset it before running SfM")
+        if im.format == "JPEG" and max(im.size) >= 2 * max_image_size:
+            # JPEG's reduced-size decoding (1/2, 1/4, 1/8 of the size, never below the request):
+            # a 12 MP phone photo decodes several times faster, and every byte is still read.
+            scale = max_image_size / max(im.size)
+            im.draft("RGB", (math.ceil(im.width * scale), math.ceil(im.height * scale)))
         im.load()
         return ImageOps.exif_transpose(im)
     except SplatforgeError:
@@ -86,7 +92,7 @@ def _focal_35mm(im: Image.Image) -> Optional[float]:
 def prepare_photo(source: Path, folder: Path, max_image_size: int) -> PreparedPhoto:
     """Decode `source`, make it upright, scale its long side down to `max_image_size` and save it in
     `folder`, keeping its EXIF (orientation reset, since the pixels are now upright)."""
-    im = _open_upright(source)
+    im = _open_upright(source, max_image_size)
     focal_35 = _focal_35mm(im)
     exif = im.getexif()
     if _ORIENTATION in exif:
