@@ -77,6 +77,33 @@ def test_train_cli_with_modules_and_their_options(demo, tmp_path, capsys):
     assert "MODULE.KEY=VALUE" in capsys.readouterr().err
 
 
+def test_capture_option_defaults_are_the_librarys():
+    """train, eval and render take their capture defaults from splatforge.capture.CaptureOptions, whose
+    defaults load_capture's are too; train offers every source of starting points but 'none'."""
+    import inspect
+    from dataclasses import asdict, fields
+
+    from splatforge.capture import CaptureOptions, load_capture
+    from splatforge.capture.options import INIT_CHOICES
+    from splatforge.cli import parse_command_line
+
+    library = CaptureOptions()
+    params = inspect.signature(load_capture).parameters
+    assert {f.name: params[f.name].default for f in fields(CaptureOptions)} == asdict(library)
+    _, train = parse_command_line(["train", "CAPTURE"])
+    _, evaluate = parse_command_line(["eval", "scene.ply", "CAPTURE"])
+    _, render = parse_command_line(["render", "scene.ply"])
+    for opts in (train.capture, evaluate.capture):
+        assert asdict(opts) == {k: v for k, v in asdict(library).items() if k != "init"}
+    assert train.init == library.init and render.downscale == library.downscale
+    for choice in INIT_CHOICES:
+        if choice == "none":
+            with pytest.raises(SystemExit):
+                parse_command_line(["train", "CAPTURE", "--init", choice])
+        else:
+            assert parse_command_line(["train", "CAPTURE", "--init", choice])[1].init == choice
+
+
 def test_train_options_are_typed_and_choices_are_checked_when_parsing(capsys):
     from splatforge.cli import parse_command_line
 

@@ -14,17 +14,21 @@ SCENE_SUFFIXES = (".ply", ".splat", ".spz", ".sog")
 
 
 def _capture_options():
+    """The capture options of train and eval; defaults: the library's (splatforge.capture.options)."""
+    from .capture.options import CaptureOptions as Library
+
     @dataclass
     class CaptureOptions:
         # shrink photos by this factor (COLMAP: images_N/, made and cached when missing); default: by the
         # smallest factor that brings the long side to at most 1000 pixels
-        downscale: Optional[int] = None
+        downscale: Optional[int] = Library.downscale
         # hold out every Nth image for testing (0: none); default: the capture's own split (Blender's
         # test json, a transforms.json's test_filenames), else every 8th
-        test_every: Optional[int] = None
+        test_every: Optional[int] = Library.test_every
         # a file naming the held-out images, one a line: as the capture writes them, or bare file names
-        test_list: Optional[Path] = None
-        skip_missing: bool = False  # transforms.json: train without frames whose image file is missing
+        test_list: Optional[Path] = Library.test_list
+        # transforms.json and Blender: leave out frames whose image file is missing
+        skip_missing: bool = Library.skip_missing
 
     return CaptureOptions
 
@@ -67,10 +71,13 @@ def _print_outputs(out: Path, names: dict[str, str]) -> None:
 def _train_options():
     import tyro
 
+    from .capture.options import INIT_CHOICES
+    from .capture.options import CaptureOptions as Library
     from .train.run import RunOptions
     from .train.trainer import TrainConfig
 
     CaptureOptions = _capture_options()
+    TrainInit = Literal[tuple(c for c in INIT_CHOICES if c != "none")]  # training needs starting points
 
     @dataclass
     class TrainOptions:
@@ -80,7 +87,7 @@ def _train_options():
         capture: flattened(CaptureOptions) = field(default_factory=CaptureOptions)
         # starting points: auto (the capture's SfM points, else triangulated from the photos with the poses
         # fixed, else random in the cameras' common view), sfm, triangulate or random
-        init: Literal["auto", "sfm", "triangulate", "random"] = "auto"
+        init: TrainInit = Library.init
         config: flattened(TrainConfig) = field(default_factory=TrainConfig)
         # an option of an enabled module, MODULE.KEY=VALUE, e.g. pose.lr=1e-3
         module_option: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
@@ -145,13 +152,15 @@ def _report_run(out: Path, m: dict) -> None:
 def _render_options():
     import tyro
 
+    from .capture.options import CaptureOptions
+
     @dataclass
     class RenderOptions:
         scene: tyro.conf.Positional[Path]  # a scene file (PLY), or a point capture .npz with its own cameras
         output: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("out/render")  # output folder
         capture: Optional[Path] = None  # a capture (any format train reads) whose cameras to render
         # with --capture: render at 1/N of its photos' size (default: the size training uses)
-        downscale: Optional[int] = None
+        downscale: Optional[int] = CaptureOptions.downscale
         orbit: int = 0  # render N views on an orbit (0: 120 without --capture; with it: its cameras)
         width: int = 512  # orbit: image width
         height: int = 512  # orbit: image height

@@ -12,21 +12,26 @@ UpDirection = Literal["+z", "-z", "+y", "-y", "+x", "-x"]  # splatforge.view.vie
 
 
 def _view_options():
+    import inspect
+
     import tyro
 
-    from splatforge.view.scene import DEFAULT_MAX_GAUSSIANS
+    from splatforge.view import open_scene_viewer
+
+    # the defaults of the library call the command makes
+    default = {name: p.default for name, p in inspect.signature(open_scene_viewer).parameters.items()}
 
     @dataclass
     class ViewOptions:
         path: tyro.conf.Positional[Path]  # a splat file, or a folder whose newest *.ply is shown
-        host: str = "127.0.0.1"  # address to listen on (0.0.0.0: every interface)
-        port: int = 8080  # port to listen on; 0 picks a free one
+        host: str = default["host"]  # address to listen on (0.0.0.0: every interface)
+        port: int = default["port"]  # port to listen on; 0 picks a free one
         # send at most this many Gaussians to the browser, the most opaque and largest first
-        max_gaussians: int = DEFAULT_MAX_GAUSSIANS
+        max_gaussians: int = default["max_gaussians"]
         # a capture (COLMAP, transforms.json or Blender): show its cameras as frustums with thumbnails
-        capture: Optional[Path] = None
-        stills_dir: Path = Path("stills")  # where 'Save PNG' writes stills
-        up: UpDirection = "+z"  # world up axis for the orbit controls
+        capture: Optional[Path] = default["capture"]
+        stills_dir: Path = Path(default["stills_dir"])  # where 'Save PNG' writes stills
+        up: UpDirection = default["up"]  # world up axis for the orbit controls
         seconds: Optional[float] = None  # stop after this many seconds (default: run until Ctrl+C)
 
     return ViewOptions

@@ -90,6 +90,17 @@ def test_cli_view_serves_reports_subsampling_and_fails_clearly(tmp_path, capsys)
     assert code == 2 and f"port {port}" in message
 
 
+def test_cli_view_defaults_are_those_of_open_scene_viewer():
+    import inspect
+    from pathlib import Path
+
+    _, opts = parse_command_line(["view", "scene.ply"])
+    default = {name: p.default for name, p in inspect.signature(open_scene_viewer).parameters.items()}
+    assert (opts.host, opts.port, opts.max_gaussians, opts.capture, opts.up) == (
+        default["host"], default["port"], default["max_gaussians"], default["capture"], default["up"])
+    assert opts.stills_dir == Path(default["stills_dir"])
+
+
 def test_capture_cameras_become_frustums_with_thumbnails(tmp_path):
     pytest.importorskip("pycolmap")
     from ..io.test_colmap import build_model

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional, Sequence
 
 from ..errors import SplatforgeError
 from .blender import read_blender_capture
 from .colmap import read_colmap_capture
 from .init_points import DEFAULT_RANDOM_POINTS, with_initial_points
+from .options import CaptureOptions, InitSource
 from .photos import DEFAULT_LONG_SIDE
 from .transforms import IMAGE_SUFFIXES, read_transforms_capture
 from .types import Capture, assemble
@@ -72,21 +73,23 @@ def detect_format(path: str | os.PathLike) -> tuple[str, Path]:
 
 def load_capture(
     path: str | os.PathLike,
-    downscale: Optional[int] = None,
-    test_every: Optional[int] = None,
-    test_list: Optional[list[str]] = None,
+    downscale: Optional[int] = CaptureOptions.downscale,
+    test_every: Optional[int] = CaptureOptions.test_every,
+    test_list: Optional[Sequence[str]] = CaptureOptions.test_list,
     normalize: bool = True,
     *,
-    init: Literal["auto", "sfm", "triangulate", "random", "none"] = "auto",
+    init: InitSource = CaptureOptions.init,
     long_side_limit: int = DEFAULT_LONG_SIDE,
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
-    skip_missing: bool = False,
+    skip_missing: bool = CaptureOptions.skip_missing,
     cache_dir: Optional[str | os.PathLike] = None,
     num_random_points: int = DEFAULT_RANDOM_POINTS,
     seed: int = 0,
     max_pixels: Optional[int] = 64_000_000,
 ) -> Capture:
     """Read any supported capture (see the module doc) for training, viewing or evaluation.
+    `downscale`, `test_every`, `test_list`, `skip_missing` and `init` are the fields of `CaptureOptions`
+    (their defaults are its defaults): `load_capture(path, **dataclasses.asdict(options))`.
 
     Args:
         path: a capture folder, or a transforms .json file.

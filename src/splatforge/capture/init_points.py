@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SplatforgeError
+from .options import INIT_CHOICES
 from .types import Capture, View
 
-INIT_CHOICES = ("auto", "sfm", "triangulate", "random", "none")
 NEAR, FAR = 0.05, 3.0
 DEFAULT_RANDOM_POINTS = 50_000
 
