@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Optional
 from ._cli_util import Commands, flattened
 from .errors import SplatforgeError
 
-Backend = Literal["auto", "cpu", "torch", "gsplat"]
+Backend = Literal["auto", "cpu", "torch"]  # render: scenes are rendered on the CPU (auto is cpu; torch: the reference)
 
 SCENE_SUFFIXES = (".ply", ".splat", ".spz", ".sog")
 
@@ -52,13 +52,11 @@ def _load_capture(data: Path, opts=None, **kwargs):
 
 
 def load_scene_file(path: Path):
-    """Gaussians from a scene file: INRIA PLY always, the other formats once splatforge.io.scene exists."""
+    """Gaussians from a scene file in any format splatforge reads (see splatforge.io.scene)."""
+    from .io.scene import load_scene
+
     if not path.exists():
         raise SplatforgeError(f"{path} does not exist")
-    try:
-        from .io.scene import load_scene
-    except ImportError:
-        from .io.ply import read_ply as load_scene
     return load_scene(path)
 
 
@@ -156,7 +154,8 @@ def _render_options():
 
     @dataclass
     class RenderOptions:
-        scene: tyro.conf.Positional[Path]  # a scene file (PLY), or a point capture .npz with its own cameras
+        # a splat file (.ply, .compressed.ply, .splat, .spz, SOG) or a point capture .npz with its own cameras
+        scene: tyro.conf.Positional[Path]
         output: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("out/render")  # output folder
         capture: Optional[Path] = None  # a capture (any format train reads) whose cameras to render
         # with --capture: render at 1/N of its photos' size (default: the size training uses)
@@ -231,7 +230,7 @@ def _eval_options():
 
     @dataclass
     class EvalOptions:
-        scene: tyro.conf.Positional[Path]  # the scene file (PLY) to score
+        scene: tyro.conf.Positional[Path]  # the scene file to score (.ply, .compressed.ply, .splat, .spz or SOG)
         data: tyro.conf.Positional[Path]  # a capture (any format train reads)
         capture: flattened(CaptureOptions) = field(default_factory=CaptureOptions)
         split: Literal["test", "train", "all"] = "test"  # which of the capture's views to score
@@ -270,7 +269,8 @@ def _demo_options():
         views: int = 48  # cameras of the built-in capture
         size: int = 256  # image width and height
         max_seconds: float = 150.0  # training time budget
-        max_steps: Optional[int] = None  # training steps (default: DEMO_TRAIN's, 3000)
+        # training steps, with DEMO_TRAIN's compressed schedule (default: the schedule fitted to max_seconds)
+        max_steps: Optional[int] = None
         eval_every: int = 0  # steps between evaluations on the test views (0: only at the end)
         orbit_frames: int = 90  # frames of the orbit video
         seed: int = 0
@@ -295,8 +295,9 @@ def _cmd_demo(args) -> None:
         shutil.rmtree(train_dir)
     from .train.trainer import TrainConfig
 
-    cfg = TrainConfig(**{**DEMO_TRAIN, "seed": args.seed,
-                         **({"max_steps": args.max_steps} if args.max_steps is not None else {})})
+    # the schedule fitted to the time budget, so the demo ends converged on a slow machine too
+    cfg = TrainConfig(seed=args.seed) if args.max_steps is None else \
+        TrainConfig(**{**DEMO_TRAIN, "seed": args.seed, "max_steps": args.max_steps})
     result = run_training(capture, train_dir, cfg, RunOptions(max_seconds=args.max_seconds,
                                                               eval_every=args.eval_every, progress=not args.quiet))
     _report_run(train_dir, result.metrics)
@@ -316,18 +317,17 @@ def _frames(gaussians, viewmats, ks, width, height):
 
     from .raster import rasterization
 
-    args = dict(means=gaussians.means, quats=gaussians.quats, scales=gaussians.activated_scales(),
-                opacities=gaussians.activated_opacities(), colors=gaussians.colors_sh(),
-                sh_degree=gaussians.sh_degree, width=width, height=height)
+    args = dict(**gaussians.rasterization_args(), width=width, height=height)
     with torch.no_grad():
         for i in range(viewmats.shape[0]):
             rgb, _, _ = rasterization(viewmats=viewmats[i:i + 1], Ks=ks[i:i + 1], **args)
             yield rgb[0].clamp(0, 1).numpy()
 
 
-# The demo trains a 256x256 capture for a few minutes: gsplat's recipe with its step schedule
-# compressed about tenfold to fit the short run (refine from step 200 every 100 steps until 2,500, an
-# opacity reset at 1,500, SH degree raised every 300 steps, means' rate decayed over 3,000 steps).
+# `splatforge demo --max-steps N`: gsplat's recipe with its step schedule compressed about tenfold to
+# fit a short run (refine from step 200 every 100 steps until 2,500, an opacity reset at 1,500, SH
+# degree raised every 300 steps, means' rate decayed over 3,000 steps). Without --max-steps the demo
+# fits the schedule to its time budget instead (splatforge.train.schedule).
 DEMO_TRAIN = dict(max_steps=3000, sh_degree_interval=300, refine_start_iter=200, refine_every=100,
                   refine_stop_iter=2500, reset_every=1500)
 
@@ -335,8 +335,9 @@ DEMO_TRAIN = dict(max_steps=3000, sh_degree_interval=300, refine_start_iter=200,
 def register(commands: Commands) -> None:
     """`train`, `render`, `eval` and `demo`."""
     commands.add("train", "train 3D Gaussians on a posed capture: COLMAP, transforms.json or Blender (CPU)", _train_options, _cmd_train)
-    commands.add("render", "render a scene (PLY) along an orbit or a capture's cameras, to PNGs and MP4",
+    commands.add("render", "render a scene (any splat format) along an orbit or a capture's cameras, to PNGs and MP4",
                  _render_options, _cmd_render)
-    commands.add("eval", "score a scene (PLY) against a capture's views: PSNR and SSIM", _eval_options, _cmd_eval)
+    commands.add("eval", "score a scene (any splat format) against a capture's views: PSNR and SSIM",
+                 _eval_options, _cmd_eval)
     commands.add("demo", "make a built-in capture, train on it for a few minutes, write PLY, video, plots",
                  _demo_options, _cmd_demo)

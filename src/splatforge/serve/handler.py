@@ -101,12 +101,7 @@ def image_bytes_of(job: SceneJobInput, limits: ImageLimits, url_policy: UrlPolic
 
 
 def scene_formats() -> tuple[str, ...]:
-    """Output formats this installation writes: PLY always, the others when `splatforge.io.scene`
-    provides `save_scene`."""
-    try:
-        from splatforge.io.scene import save_scene  # noqa: F401
-    except ImportError:
-        return ("ply",)
+    """Output formats the service writes."""
     return tuple(SCENE_SUFFIX)
 
 

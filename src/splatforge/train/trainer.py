@@ -70,7 +70,9 @@ class TrainConfig:
     absgrad: bool = False
     antialiased: bool = False
     seed: int = 42
-    backend: Literal["auto", "cpu", "torch", "gsplat"] = "auto"  # rasterizer; torch: the dense reference; gsplat: CUDA
+    # rasterizer: the trainer keeps every tensor on the CPU, so auto is cpu (gsplat's CUDA kernels are
+    # not used); torch: the dense reference
+    backend: Literal["auto", "cpu", "torch"] = "auto"
     modules: str = ""  # optimization modules, comma-separated (see splatforge.train.modules)
     # {module name: {option: value}}; the command line sets it with --module-option MODULE.KEY=VALUE
     module_options: Annotated[dict, tyro.conf.Suppress] = field(default_factory=dict)

@@ -1,11 +1,11 @@
 """What the viewer shows: a scene loaded from a file or a training folder, cut to the browser's budget,
 packed into viser's Gaussian-splat buffer.
 
-- `load_view_scene(path)`: a splat file (INRIA PLY always; .splat, SPZ, SOG too when
-  `splatforge.io.scene` is installed), or a folder, from which the newest ``*.ply`` (by
+- `load_view_scene(path)`: a splat file in any format `splatforge.io.scene` reads (INRIA PLY,
+  compressed PLY, .splat, SPZ, SOG), or a folder, from which the newest ``*.ply`` (by
   modification time, searched recursively, so INRIA's ``point_cloud/iteration_*/point_cloud.ply``
   and splatforge's training output both work) is shown; a folder holding a SOG ``meta.json`` is
-  read as that SOG scene instead (with `splatforge.io.scene`).
+  read as that SOG scene instead.
 - `subsample_for_browser(gaussians, max_gaussians)`: keeps the most opaque and largest Gaussians.
 - `splat_buffer(gaussians)`: viser's 32-byte-per-Gaussian layout (centre f32x3, reserved, the
   covariance's upper triangle as f16x6, RGBA u8x4), built here so live updates can replace a
@@ -24,6 +24,7 @@ import torch
 from splatforge.core.gaussians import Gaussians
 from splatforge.core.sh import C0
 from splatforge.errors import SplatforgeError
+from splatforge.io.scene import load_scene
 from splatforge.raster.project import covariances as world_covariances
 
 # viser sends the whole buffer in one websocket message and the browser sorts every splat on each
@@ -49,25 +50,9 @@ def newest_ply(folder: Path) -> Path:
     return max(reversed(candidates), key=lambda p: p.stat().st_mtime_ns)
 
 
-def _scene_loader():
-    try:
-        from splatforge.io.scene import load_scene
-    except ImportError:
-        return None
-    return load_scene
-
-
 def read_scene_file(path: Path) -> Gaussians:
-    """A splat file as CPU float32 Gaussians; PLY always, other formats through splatforge.io.scene."""
-    load_scene = _scene_loader()
-    if load_scene is not None:
-        return load_scene(path)
-    if path.suffix.lower() != ".ply":
-        raise SplatforgeError(f"{path}: only INRIA .ply scenes can be viewed in this install "
-                              "(splatforge.io.scene, which reads .splat/SPZ/SOG, is not available)")
-    from splatforge.io.ply import read_ply
-
-    return read_ply(path)
+    """A splat file (any format `splatforge.io.scene` reads) as CPU float32 Gaussians."""
+    return load_scene(path)
 
 
 def load_view_scene(path: str | os.PathLike, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS) -> ViewScene:
@@ -78,7 +63,7 @@ def load_view_scene(path: str | os.PathLike, max_gaussians: int | None = DEFAULT
     path = Path(path)
     if not path.exists():
         raise SplatforgeError(f"scene not found: {path}")
-    sog_folder = path.is_dir() and (path / "meta.json").is_file() and _scene_loader() is not None
+    sog_folder = path.is_dir() and (path / "meta.json").is_file()
     source = newest_ply(path) if path.is_dir() and not sog_folder else path
     gaussians = read_scene_file(source).detach().to("cpu", torch.float32)
     if len(gaussians) == 0:
