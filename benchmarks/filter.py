@@ -100,7 +100,8 @@ def main() -> None:
         print(f"  {fraction:.0%} done", file=sys.stderr, flush=True)
 
     has_own = own is not None
-    head = f"{'keep':>5} {'N':>8}  {'method':<24} {'own dB':>7} {'orbit dB':>8} {'photo dB':>8} {'gain dB':>7} {'MSE ratio':>9}"
+    head = (f"{'keep':>5} {'N':>8}  {'method':<24} {'own dB':>7} {'orbit dB':>8} {'photo dB':>8} {'gain dB':>7} "
+            f"{'MSE ratio':>9}")
     print(head)
     print("-" * len(head))
     for r in rows:

@@ -165,7 +165,7 @@ def _export_html_options():
         scene: tyro.conf.Positional[Path]  # a splat file (.ply, .splat, .spz, SOG) or a training folder
         # the page to write (.html), or a folder that gets an index.html
         output: Annotated[Path, tyro.conf.arg(aliases=("-o",))]
-        # put at most this many Gaussians in the page, the most opaque and largest first (~20 bytes each)
+        # put at most this many Gaussians in the page, the most opaque and largest first (25-40 bytes each)
         max_gaussians: int = DEFAULT_MAX_GAUSSIANS
         up: Literal["+z", "-z", "+y", "-y", "+x", "-x"] = "+z"  # world up axis for the orbit controls
         dark_mode: bool = False  # dark background instead of white

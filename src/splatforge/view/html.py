@@ -86,7 +86,8 @@ def export_html(gaussians: Gaussians, output: str | os.PathLike, up: str = "+z",
 
     Args:
         gaussians: the scene, all of it shown (cut large scenes first, e.g. with
-            `splatforge.io.filters.decimate`; every Gaussian costs about 20 bytes of page).
+            `splatforge.io.filters.decimate`): the page is about 820 KB of viewer plus 25-40 bytes
+            per Gaussian (4,000: 0.97 MB; 138,766 garden points: 4.1 MB).
         output: a .html/.htm file, or a folder that gets an index.html (created if missing).
         up: the world's up axis for the orbit controls, one of +z -z +y -y +x -x.
         title: the page's title.
