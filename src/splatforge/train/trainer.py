@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 import tyro
 
-from ..core.gaussians import Gaussians
+from ..core.gaussians import Gaussians, rasterization_args
 from ..core.metrics import psnr, ssim
 from ..errors import SplatforgeError
 from ..io.ply import write_ply
@@ -91,14 +91,8 @@ class TrainResult:
 
 
 def _render(params, view_viewmats, view_ks, width, height, sh_degree, cfg: TrainConfig, bg: torch.Tensor):
-    # [N, K, 3] (or per camera [B, N, K, 3]) with only the coefficients the current degree uses:
-    # the rest would be copied for nothing, and still get their zero gradient through the slice
-    k_rest = (sh_degree + 1) ** 2 - 1
-    colors = torch.cat([params["sh0"], params["shN"][..., :k_rest, :]], dim=-2)
     return rasterization(
-        means=params["means"], quats=params["quats"], scales=torch.exp(params["scales"]),
-        opacities=torch.sigmoid(params["opacities"]), colors=colors, viewmats=view_viewmats, Ks=view_ks,
-        width=width, height=height, sh_degree=sh_degree,
+        **rasterization_args(params, sh_degree), viewmats=view_viewmats, Ks=view_ks, width=width, height=height,
         backgrounds=bg.expand(view_viewmats.shape[0], 3) if bg.dim() == 1 else bg,
         packed=False, absgrad=cfg.absgrad, rasterize_mode="antialiased" if cfg.antialiased else "classic",
         backend=cfg.backend,
