@@ -9,6 +9,10 @@ degree-0 colours (no view-dependent SH) and sorts the splats in a web worker.
 
 A recording is made by a viser server, so one runs for the export on a free local port
 (127.0.0.1 only) and stops before `export_html` returns.
+
+Licences: viser is Apache-2.0 (its wheel's LICENSE file); the page redistributes its client, so
+the licence text goes into the page as a comment. The client bundles permissively licensed
+libraries (three.js, React, Mantine, react-three-fiber/drei: MIT; fuse.js: Apache-2.0).
 """
 
 from __future__ import annotations
@@ -53,6 +57,22 @@ def _check_output(output: Path, overwrite: bool) -> Path:
     elif not folder.is_dir():
         raise SplatforgeError(f"cannot write {page}: the folder {folder} does not exist")
     return page
+
+
+def _licence_comment() -> str:
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    text = ""
+    try:
+        dist = distribution("viser")
+        licence = next((f for f in dist.files or () if f.name == "LICENSE" and "dist-info" in str(f)), None)
+        text = licence.read_text() if licence is not None else ""
+        version = dist.version
+    except (PackageNotFoundError, OSError):
+        version = "?"
+    text = (text or "Apache License 2.0").replace("--", "- -")  # "--" may not appear inside a comment
+    return (f"<!-- Viewer: the viser {version} web client (https://github.com/viser-project/viser), "
+            f"redistributed under its licence:\n{text}\n-->\n")
 
 
 def _record(gaussians: Gaussians, up: str, dark_mode: bool) -> str:
@@ -102,6 +122,9 @@ def export_html(gaussians: Gaussians, output: str | os.PathLike, up: str = "+z",
     page = _check_output(output, overwrite)
     text = _record(gaussians, up, dark_mode)
     text = text.replace("<title>Viser</title>", f"<title>{html.escape(title)}</title>", 1)
+    doctype = text.lower().find("<!doctype html>")
+    cut = doctype + len("<!doctype html>") + 1 if doctype >= 0 else 0
+    text = text[:cut] + _licence_comment() + text[cut:]
     if page != output:
         output.mkdir(exist_ok=True)
     return atomic_write(page, text.encode("utf-8"))

@@ -167,6 +167,8 @@ def test_page_embeds_the_scene_and_grows_with_it(tmp_path):
     large = export_html(red_ball(2000), tmp_path / "large.html")
     text = small.read_text()
     assert "window.__VISER_EMBED_DATA__=" in text and "<title>splatforge</title>" in text
+    assert text.lower().startswith("<!doctype html>\n<!-- viewer: the viser")  # its licence travels with it
+    assert "Apache License" in text.split("-->")[0]
     assert "http://" not in text.split("__VISER_EMBED_DATA__")[1][:200]
     # the splats travel in the page: about 32 bytes each, base64-encoded after compression
     per_gaussian = (large.stat().st_size - small.stat().st_size) / 1900
