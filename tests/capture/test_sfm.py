@@ -56,6 +56,13 @@ def test_capture_registers_nearly_all_real_photos_and_any_colmap_reader_reads_it
     assert [im.name for im in ours.images] == report["registered"]
     assert len(ours.points) == report["num_points"]
 
+    from splatforge.capture import load_capture  # what `splatforge train CAPTURE` loads
+
+    capture = load_capture(buddha_sfm)
+    assert capture.format == "colmap" and capture.points_source == "sfm"
+    assert len(capture.train) + len(capture.test) == len(report["registered"])
+    assert len(capture.points) == report["num_points"]
+
 
 def test_a_train_path_to_photos_reuses_the_capture_made_from_them(buddha_sfm, tmp_path):
     photos = buddha_sfm.parent / "buddha_photos"

@@ -6,7 +6,7 @@ Stages, each under its own progress bar: photos (decode, EXIF rotation, resize) 
 SIFT features, matching with geometric verification, mapping. The capture is built in a hidden
 folder beside OUTPUT and renamed to OUTPUT only when everything succeeded: a failure leaves nothing.
 
-Choices, measured on the 67-photo Buddha capture in tests/data/buddha at 512 px (benchmarks/capture.py):
+Choices, measured on the 67-photo Buddha capture in tests/data/buddha at 512 px (benchmarks/capture_sfm.py):
 - Matching: every pair up to `exhaustive_limit` photos (it finds loops and revisits that a sequence
   misses; 2,211 pairs for 67 photos); beyond that, and for video frames, each image with its
   `sequential_overlap` successors plus quadratically spaced ones (linear cost).
@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from ..errors import SplatforgeError
-from ._colmap_steps import exhaustive_pairs, extract_features, match_pairs, quiet_colmap, sequential_pairs
+from ._colmap_steps import (
+    exhaustive_pair_count,
+    extract_features,
+    match_exhaustive,
+    match_sequential,
+    quiet_colmap,
+    sequential_pair_count,
+)
 from ._sfm_inputs import PHOTO_SUFFIXES, PreparedPhoto, camera_params, find_photos, prepare_photo
 from .video import VIDEO_SUFFIXES, extract_frames
 
@@ -45,7 +52,7 @@ class SfmConfig:
     num_frames: int = 150  # video: frames kept, the sharpest of each of this many equal windows
     matcher: Literal["auto", "exhaustive", "sequential"] = "auto"  # auto: exhaustive up to exhaustive_limit photos, sequential beyond and for video
     exhaustive_limit: int = 100  # matcher auto: the most photos matched pair by pair
-    sequential_overlap: int = 10  # sequential matching: each image with this many successors (plus 2^k farther ones)
+    sequential_overlap: int = 10  # sequential matching: each image with this many successors (and those 2^k ahead, k < this)
     mapper: Literal["auto", "incremental", "global"] = "auto"  # auto: global, and incremental too when that leaves photos out
     camera_model: CameraModel = "SIMPLE_RADIAL"  # COLMAP camera model of the solved cameras
     single_camera: bool = True  # one camera (intrinsics) shared by all photos of the folder: same phone, same zoom
@@ -197,9 +204,12 @@ def _run(source: Path, output: Path, work: Path, config: SfmConfig) -> SfmReport
     matcher = config.matcher
     if matcher == "auto":
         matcher = "sequential" if video or len(names) > config.exhaustive_limit else "exhaustive"
-    pairs = (exhaustive_pairs(names) if matcher == "exhaustive"
-             else sequential_pairs(names, config.sequential_overlap))
-    seconds["matching"] = match_pairs(database, pairs, work, config.progress)
+    if matcher == "exhaustive":
+        num_pairs = exhaustive_pair_count(len(names))
+        seconds["matching"] = match_exhaustive(database, num_pairs, config.progress)
+    else:
+        num_pairs = sequential_pair_count(len(names), config.sequential_overlap)
+        seconds["matching"] = match_sequential(database, num_pairs, config.sequential_overlap, config.progress)
 
     start = time.perf_counter()
     model, mapper, tried = _map(database, images_dir, work, len(names), config)
@@ -226,7 +236,7 @@ def _run(source: Path, output: Path, work: Path, config: SfmConfig) -> SfmReport
         unregistered=unregistered, num_points=int(model.num_points3D()),
         mean_reprojection_error=float(model.compute_mean_reprojection_error()),
         mean_track_length=float(model.compute_mean_track_length()) if model.num_points3D() else 0.0,
-        image_size=[int(first.width), int(first.height)], matcher=matcher, num_pairs=len(pairs), mapper=mapper,
+        image_size=[int(first.width), int(first.height)], matcher=matcher, num_pairs=num_pairs, mapper=mapper,
         camera_model=config.camera_model, focal_prior=focal, seconds={k: round(v, 3) for k, v in seconds.items()},
         mappers_tried=tried)
 
