@@ -143,6 +143,9 @@ def test_light_commands_do_not_import_torch_or_numba(tmp_path):
     # serve's and worker's defaults come from splatforge.serve.settings, which needs none of these
     assert _modules_loaded_by(["serve", "--help"]) == set()
     assert _modules_loaded_by(["worker", "--help"]) == set()
+    # and the capture options' defaults from splatforge.capture.options
+    assert _modules_loaded_by(["eval", "--help"]) == set()
+    assert _modules_loaded_by(["render", "--help"]) == set()
     assert {"torch", "numpy"} <= _modules_loaded_by(["train", "--help"])  # the check sees them when they are there
 
 

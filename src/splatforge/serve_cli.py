@@ -125,7 +125,8 @@ def _cmd_serve(args) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config)
     print(f"splatforge serve: http://{args.host}:{args.port}/v2/{args.endpoint_id or '<any id>'}/ "
-          f"({args.workers} worker(s), preset {args.model.preset}, data in {args.data_dir})", flush=True)
+          f"({args.workers} worker(s), preset {args.model.preset}, data in {args.data_dir}"
+          f"{f', result links under {config.public_url}' if config.public_url else ''})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
 
 
