@@ -147,10 +147,11 @@ def _cmd_filter(args) -> None:
     from .io.filters import SceneFilter, filter_file
 
     spec = SceneFilter(**{name: getattr(args, name) for name in FILTER_FIELDS})
+    size_in = _size_on_disk(Path(args.input)) if Path(args.input).exists() else 0  # before an in-place write
     start = time.perf_counter()
     original, kept = filter_file(args.input, args.output, spec, overwrite=args.overwrite)
     seconds = time.perf_counter() - start
-    print(f"{args.input}: {len(original):,} Gaussians, {_size_on_disk(Path(args.input)):,} bytes")
+    print(f"{args.input}: {len(original):,} Gaussians, {size_in:,} bytes")
     print(f"{args.output}: {len(kept):,} Gaussians ({100 * len(kept) / len(original):.1f}% kept), "
           f"{_size_on_disk(Path(args.output)):,} bytes ({seconds:.1f} s)")
 

@@ -190,7 +190,10 @@ def test_existing_output_needs_overwrite_and_is_left_untouched_without_it(tmp_pa
     assert main(["filter", str(src), str(out), "--decimate", "10", "--overwrite"]) == 0
     assert len(load_scene(out)) == 10
     # in place: the input is read before it is replaced
+    size_in = src.stat().st_size
+    capsys.readouterr()
     assert main(["filter", str(src), str(src), "--decimate", "20", "--overwrite"]) == 0
+    assert f"{src}: 500 Gaussians, {size_in:,} bytes" in capsys.readouterr().out
     assert len(load_scene(src)) == 20
     assert sorted(os.listdir(tmp_path)) == ["in.ply", "out.splat"]
 
