@@ -42,12 +42,12 @@ class FittedSchedule:
     reset, SH every 10%), which a short CPU run needs: gsplat's 30,000-step proportions leave half
     of the run without densification and space the resets for a run ten times longer."""
 
-    refine_start: float = 0.05  # first refinement once this much of the budget is used
-    refine_stop: float = 0.75  # no refinement (and no opacity reset) after this fraction
+    refine_start: float = 0.07  # first refinement once this much of the budget is used
+    refine_stop: float = 0.8  # no refinement (and no opacity reset) after this fraction
     refinements: int = 20  # refinements the window should hold: sets the steps between them
     min_refine_every: int = 50  # ... but never fewer steps apart than this (each reads the statistics since the last)
     max_refine_every: int = 100  # ... nor more (gsplat's interval)
-    reset_every: float = 0.3  # opacity resets at multiples of this fraction, inside the refine window
+    reset_every: float = 0.5  # opacity resets at multiples of this fraction, inside the refine window
     sh_degree_every: float = 0.1  # raise the SH degree by one every this fraction
     scale2d_stop: float = 0.0  # default strategy: screen-size split/prune rules until this fraction (0: never)
 

@@ -191,7 +191,8 @@ def _strategy_for(cfg: TrainConfig, cap: Optional[int] = None):
     if cfg.strategy == "default":
         if cfg.reset_every is not None:
             schedule["reset_every"] = cfg.reset_every
-        strategy = DefaultStrategy(absgrad=cfg.absgrad, cap_max=cfg.cap_max or cap, **schedule)
+        strategy = DefaultStrategy(absgrad=cfg.absgrad, cap_max=cfg.cap_max or cap,
+                                   prune_scale3d_far=cfg.sky_points > 0, **schedule)
         return strategy, strategy.initialize_state(scene_scale=SCENE_SCALE, seed=cfg.seed)
     if cfg.strategy == "mcmc":
         strategy = MCMCStrategy(cap_max=cfg.cap_max or cap or 1_000_000, **schedule)

@@ -42,6 +42,9 @@ class DefaultStrategy:
     pause_refine_after_reset: int = 0  # no refining for this many steps after a reset
     absgrad: bool = False  # use absolute screen-space gradients (then raise grow_grad2d, e.g. 0.0008)
     cap_max: Optional[int] = None  # grow to at most this many Gaussians (None: no limit)
+    # prune by world size relative to the distance from the scene centre beyond scene scale (an angular
+    # size there), so a sky or far background is not pruned for being far and therefore large
+    prune_scale3d_far: bool = False
     key_for_gradient: str = "means2d"
 
     def initialize_state(self, scene_scale: float = 1.0, seed: int = 0) -> Dict[str, Any]:
@@ -145,7 +148,10 @@ class DefaultStrategy:
                scale2d: bool) -> int:
         prune = torch.sigmoid(params["opacities"].flatten()) < self.prune_opa
         if prune_large:
-            too_big = torch.exp(params["scales"]).max(dim=-1).values > self.prune_scale3d * state["scene_scale"]
+            limit = torch.full_like(params["opacities"].flatten(), self.prune_scale3d * state["scene_scale"])
+            if self.prune_scale3d_far:
+                limit = limit * (params["means"].norm(dim=-1) / state["scene_scale"]).clamp_min(1.0)
+            too_big = torch.exp(params["scales"]).max(dim=-1).values > limit
             if scale2d and state["radii"] is not None:
                 too_big |= state["radii"] > self.prune_scale2d
             prune |= too_big
