@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
