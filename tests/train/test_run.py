@@ -216,3 +216,28 @@ def test_a_budgeted_run_resumed_midway_matches_the_uninterrupted_one(capture, tm
     assert resumed.metrics["steps"] == straight.metrics["steps"] == 64
     for name in ("means", "scales", "quats", "opacities", "sh0", "shN"):
         assert torch.equal(getattr(straight.gaussians, name), getattr(resumed.gaussians, name)), name
+
+
+def test_sky_points_ring_the_cameras_far_away_coloured_from_the_photos(capture):
+    import numpy as np
+
+    from splatforge.core.sh import C0
+    from splatforge.train.trainer import SKY_POINTS, SKY_RADIUS
+
+    _, cap = capture
+    n = len(cap.points)
+    assert Trainer(cap, TrainConfig()).num_gaussians == n  # step-limited runs start from the SfM points only
+    assert Trainer(cap, TrainConfig(), budget_seconds=60.0).num_gaussians == n + SKY_POINTS
+    trainer = Trainer(cap, TrainConfig(sky_points=300))
+    sky = trainer.params["means"].detach()[n:].double().numpy()
+    centre = np.stack([np.linalg.inv(v.viewmat)[:3, 3] for v in cap.train]).mean(axis=0)
+    np.testing.assert_allclose(np.linalg.norm(sky - centre, axis=1), SKY_RADIUS, rtol=1e-5)
+    colors = (0.5 + C0 * trainer.params["sh0"].detach()[n:, 0]).double().numpy()
+    view = cap.train[0]
+    cam = sky @ view.viewmat[:3, :3].T + view.viewmat[:3, 3]
+    u = view.K[0, 0] * cam[:, 0] / cam[:, 2] + view.K[0, 2]
+    v = view.K[1, 1] * cam[:, 1] / cam[:, 2] + view.K[1, 2]
+    h, w = view.image.shape[:2]
+    inside = (cam[:, 2] > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    assert inside.sum() > 3  # the first view's photo colours the points it sees
+    np.testing.assert_allclose(colors[inside], view.image[v[inside].astype(int), u[inside].astype(int)], atol=1e-5)

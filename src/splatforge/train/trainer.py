@@ -60,7 +60,10 @@ class TrainConfig:
     gaussians_per_pixel: float = 0.02  # budgeted runs: the Gaussian budget per training pixel (see cap_max)
     fitted: FittedSchedule = field(default_factory=FittedSchedule)  # budgeted runs: where each setting falls
     random_background: bool = False  # train over a random background colour per step, so nothing is explained by it
-    sky_points: int = 0  # add this many points on a far sphere, coloured from the photos (a sky and far background)
+    # add this many points on a far sphere, coloured from the photos: where a sky and far background
+    # (which no SfM point covers) can settle instead of as floaters in front of the cameras
+    # (None: SKY_POINTS in runs fitted to a time budget, else 0)
+    sky_points: Optional[int] = None
     opacity_reg: float = 0.0  # loss += this x mean opacity (gsplat's MCMC recipe uses 0.01)
     scale_reg: float = 0.0  # loss += this x mean scale (gsplat's MCMC recipe uses 0.01)
     refine_start_iter: Optional[int] = None  # first refining step (default: the strategy's, 500)
@@ -81,6 +84,7 @@ class TrainConfig:
 SCENE_SCALE = 1.0  # the capture is normalized to unit camera radius
 DEFAULT_MAX_STEPS = 30_000  # gsplat's run length, when neither max_steps nor a time budget is given
 SKY_RADIUS = 20.0  # sky_points lie on a sphere this far from the cameras' centre (x the cameras' radius)
+SKY_POINTS = 4000  # sky_points of a run fitted to a time budget (benchmarks/train_budget.py)
 
 
 @dataclass
@@ -113,7 +117,7 @@ def render_batch(params, viewmats, ks, width, height, sh_degree, cfg: TrainConfi
     return rgb, alpha, info, batch
 
 
-def _initial_gaussians(capture: Capture, cfg: TrainConfig, gen: torch.Generator) -> Gaussians:
+def _initial_gaussians(capture: Capture, cfg: TrainConfig, gen: torch.Generator, sky_points: int = 0) -> Gaussians:
     if cfg.random_init or len(capture.points) == 0:
         if not cfg.random_init:
             raise SplatforgeError("the capture has no SfM points; use random initialisation (random_init=True)")
@@ -122,8 +126,8 @@ def _initial_gaussians(capture: Capture, cfg: TrainConfig, gen: torch.Generator)
     else:
         points = torch.from_numpy(capture.points).float()
         colors = torch.from_numpy(capture.colors).float() / 255.0
-    if cfg.sky_points > 0:
-        sky, sky_colors = _sky_points(capture, cfg.sky_points, gen)
+    if sky_points > 0:
+        sky, sky_colors = _sky_points(capture, sky_points, gen)
         points, colors = torch.cat([points, sky]), torch.cat([colors, sky_colors])
     g = Gaussians.from_points(points, colors, sh_degree=cfg.sh_degree, opacity=cfg.init_opacity)
     g.scales = g.scales + math.log(cfg.init_scale)
@@ -183,7 +187,7 @@ def evaluate(params, views: list[View], cfg: TrainConfig, sh_degree: int,
     return {"psnr": float(np.mean(scores_psnr)), "ssim": float(np.mean(scores_ssim))}
 
 
-def _strategy_for(cfg: TrainConfig, cap: Optional[int] = None):
+def _strategy_for(cfg: TrainConfig, cap: Optional[int] = None, sky_points: int = 0):
     """The strategy the config names, with gsplat's defaults where the config leaves a field None;
     `cap` limits growth when cfg.cap_max does not."""
     schedule = {name: getattr(cfg, name) for name in ("refine_start_iter", "refine_stop_iter", "refine_every")
@@ -192,7 +196,7 @@ def _strategy_for(cfg: TrainConfig, cap: Optional[int] = None):
         if cfg.reset_every is not None:
             schedule["reset_every"] = cfg.reset_every
         strategy = DefaultStrategy(absgrad=cfg.absgrad, cap_max=cfg.cap_max or cap,
-                                   prune_scale3d_far=cfg.sky_points > 0, **schedule)
+                                   prune_scale3d_far=sky_points > 0, **schedule)
         return strategy, strategy.initialize_state(scene_scale=SCENE_SCALE, seed=cfg.seed)
     if cfg.strategy == "mcmc":
         strategy = MCMCStrategy(cap_max=cfg.cap_max or cap or 1_000_000, **schedule)
@@ -240,9 +244,10 @@ class Trainer:
         self.plan: Optional[StepPlan] = None  # the current step's, in a budgeted run
         pixels = sum(v.image.shape[0] * v.image.shape[1] for v in capture.train)
         cap = int(cfg.gaussians_per_pixel * pixels) if self.schedule is not None else None
-        self.strategy, self.strategy_state = _strategy_for(cfg, cap)
+        sky_points = cfg.sky_points if cfg.sky_points is not None else SKY_POINTS if self.schedule is not None else 0
+        self.strategy, self.strategy_state = _strategy_for(cfg, cap, sky_points)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        init = _initial_gaussians(capture, cfg, self.generator)
+        init = _initial_gaussians(capture, cfg, self.generator, sky_points)
         self.params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in init.as_dict().items()})
         self._build_optimizers()
         self.step = 0
