@@ -167,3 +167,26 @@ def test_a_transforms_json_split_is_used_unless_overridden(demo_colmap, tmp_path
     assert [v.name for v in load_capture(ns, init="none").test] == ["images/view_003.png", "images/view_007.png"]
     assert [v.name for v in load_capture(ns, init="none", test_every=5).test] == ["images/view_000.png",
                                                                                    "images/view_005.png"]
+
+
+def test_points_for_a_capture_without_any(demo_colmap, tmp_path, capsys):
+    from splatforge.capture import with_initial_points
+    from splatforge.capture.init_points import _cache_key
+
+    bl = write_blender(demo_colmap, tmp_path / "bl")
+    # the tiny demo photos triangulate to (almost) nothing: auto starts from random points, and says so
+    cap = load_capture(bl, num_random_points=500)
+    assert cap.points_source == "random" and len(cap.points) == 500
+    assert "random points" in capsys.readouterr().out
+    with pytest.raises(Exception, match="no points to start from"):
+        load_capture(bl, init="sfm")
+    # triangulated points are read back from the cache of an earlier run on the same views
+    bare = load_capture(bl, init="none")
+    cached = np.random.default_rng(0).normal(size=(1500, 3))
+    np.savez(tmp_path / "init_points.npz", key=_cache_key(bare), points=cached,
+             colors=np.zeros((1500, 3), np.uint8))
+    again = with_initial_points(bare, "auto", cache_dir=tmp_path)
+    assert again.points_source == "triangulated"
+    np.testing.assert_array_equal(again.points, cached)
+    other = load_capture(bl, init="none", test_every=3)  # other training views: the cache does not apply
+    assert _cache_key(other) != _cache_key(bare)
