@@ -121,3 +121,12 @@ def test_distorted_photos_at_a_downscale_are_read_once_undistorted_then_resized(
         Image.new("RGB", (31, 24)).save(root / "images_2" / other)
     cap = load_capture(root, downscale=2, test_every=0)
     assert {v.image.shape for v in cap.train} == {(24, 31, 3)}
+
+
+def test_the_long_side_rule_writes_nothing_into_the_capture(tmp_path, capsys):
+    root, poses, _ = capture(tmp_path)
+    cap = load_capture(root, long_side_limit=40, test_every=0)  # 64x48 photos: factor 2
+    assert "photos resized from 64x48 to 32x24 (long side limit 40; --downscale overrides)" in capsys.readouterr().out
+    assert {v.image.shape for v in cap.train} == {(24, 32, 3)}
+    np.testing.assert_allclose(cap.train[0].K[0], [30.0, 0, 15.5])
+    assert sorted(p.name for p in root.iterdir()) == ["images", "sparse"]
