@@ -79,7 +79,8 @@ def _train_options():
 
     @dataclass
     class TrainOptions:
-        # a capture: COLMAP (images/ and sparse/0), a transforms.json (or its folder), or a Blender scene
+        # a capture: COLMAP (images/ and sparse/0), a transforms.json (or its folder), a Blender scene, or
+        # a folder of photos or a video (structure from motion runs first, into OUTPUT/capture)
         data: tyro.conf.Positional[Path]
         output: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("out/train")  # output folder
         capture: flattened(CaptureOptions) = field(default_factory=CaptureOptions)
@@ -99,10 +100,14 @@ def _cmd_train(opts) -> None:
 
     from .train.run import run_training
 
+    from .capture.sfm import ensure_posed_capture
+
     cfg = replace(opts.config, module_options=_module_options(opts.module_option))
+    # a folder of bare photos or a video: structure from motion first, into OUT/capture (reused later)
+    data = ensure_posed_capture(opts.data, opts.output)
     # the photos' transparent parts take the training background; triangulated points are cached
     # beside the run's outputs
-    capture = _load_capture(opts.data, opts.capture, init="none" if cfg.random_init else opts.init,
+    capture = _load_capture(data, opts.capture, init="none" if cfg.random_init else opts.init,
                             background=cfg.background, cache_dir=opts.output)
     sizes = sorted({f"{v.image.shape[1]}x{v.image.shape[0]}" for v in capture.train + capture.test})
     print(f"{len(capture.train)} training and {len(capture.test)} test views of {', '.join(sizes)} "
@@ -334,7 +339,8 @@ DEMO_TRAIN = dict(max_steps=3000, sh_degree_interval=300, refine_start_iter=200,
 
 def register(commands: Commands) -> None:
     """`train`, `render`, `eval` and `demo`."""
-    commands.add("train", "train 3D Gaussians on a posed capture: COLMAP, transforms.json or Blender (CPU)", _train_options, _cmd_train)
+    commands.add("train", "train 3D Gaussians on a capture (COLMAP, transforms.json, Blender), photos or a video (CPU)",
+                 _train_options, _cmd_train)
     commands.add("render", "render a scene (any splat format) along an orbit or a capture's cameras, to PNGs and MP4",
                  _render_options, _cmd_render)
     commands.add("eval", "score a scene (any splat format) against a capture's views: PSNR and SSIM",
