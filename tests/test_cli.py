@@ -140,6 +140,7 @@ def test_light_commands_do_not_import_torch_or_numba(tmp_path):
     heavy = {"torch", "numba", "fastapi", "uvicorn", "viser"}
     assert not heavy & _modules_loaded_by(["info", str(g_ply)])
     assert not heavy & _modules_loaded_by(["convert", "--help"])
+    assert not heavy & _modules_loaded_by(["filter", "--help"])  # its options are splatforge.io.filter_spec's
     # serve's and worker's defaults come from splatforge.serve.settings, which needs none of these
     assert _modules_loaded_by(["serve", "--help"]) == set()
     assert _modules_loaded_by(["worker", "--help"]) == set()

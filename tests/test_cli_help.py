@@ -41,7 +41,7 @@ def test_train_help_shows_percent_signs_and_choices(capsys, monkeypatch):
     """A field comment with "%" ("decayed to 1% over max_steps") once crashed argparse's help."""
     text = _help(["train", "--help"], capsys, monkeypatch)
     assert "decayed to 1% over max_steps" in text
-    assert "--strategy {default,mcmc}" in text and "--backend {auto,cpu,torch,gsplat}" in text
+    assert "--strategy {default,mcmc}" in text and "--backend {auto,cpu,torch}" in text
     assert "--background FLOAT FLOAT FLOAT" in text
     assert "--module-option STR" in text and "--module-options" not in text
 

@@ -117,36 +117,23 @@ def _cmd_convert(args) -> None:
 def _filter_options():
     import tyro
 
-    # the fields of splatforge.io.filters.SceneFilter, spelled out so that `filter --help` does not
-    # import torch; a test keeps the two equal
+    from .io.filter_spec import SceneFilter
+
     @dataclass
     class FilterOptions:
         input: tyro.conf.Positional[Path]  # a .ply, .compressed.ply, .splat, .spz or SOG scene
         output: tyro.conf.Positional[Path]  # .ply, .compressed.ply, .splat, .spz or .sog (format by extension)
-        # keep Gaussians whose centre lies in the box x0 y0 z0 x1 y1 z1 (world units, inclusive)
-        box: Optional[tuple[float, float, float, float, float, float]] = None
-        # keep Gaussians whose centre lies in the sphere cx cy cz r (world units)
-        sphere: Optional[tuple[float, float, float, float]] = None
-        min_opacity: Optional[float] = None  # keep Gaussians at least this opaque (0..1)
-        # keep Gaussians whose largest standard deviation is at most this (world units)
-        max_size: Optional[float] = None
-        # keep Gaussians no larger than this percentile (0..100] of the sizes (instead of --max-size)
-        max_size_percentile: Optional[float] = None
-        # keep this many Gaussians, the most visible ones (opacity x area of the two largest axes)
-        decimate: Optional[int] = None
+        spec: flattened(SceneFilter) = field(default_factory=SceneFilter)
         overwrite: bool = False  # replace OUTPUT if it exists
 
     return FilterOptions
 
 
-FILTER_FIELDS = ("box", "sphere", "min_opacity", "max_size", "max_size_percentile", "decimate")
-
-
 def _cmd_filter(args) -> None:
     from . import compress  # noqa: F401  (registers the SOG writer with save_scene)
-    from .io.filters import SceneFilter, filter_file
+    from .io.filters import filter_file
 
-    spec = SceneFilter(**{name: getattr(args, name) for name in FILTER_FIELDS})
+    spec = args.spec
     size_in = _size_on_disk(Path(args.input)) if Path(args.input).exists() else 0  # before an in-place write
     start = time.perf_counter()
     original, kept = filter_file(args.input, args.output, spec, overwrite=args.overwrite)

@@ -208,10 +208,9 @@ def test_unknown_output_format_and_missing_input_fail_before_writing(tmp_path, s
     assert sorted(os.listdir(tmp_path)) == ["in.ply"]
 
 
-def test_cli_filter_options_match_the_library():
-    from splatforge.ship_cli import FILTER_FIELDS, _filter_options
+def test_cli_filter_options_are_the_library_spec():
+    from splatforge.cli import parse_command_line
 
-    cli = {f.name: f.default for f in dataclasses.fields(_filter_options())}
-    lib = {f.name: f.default for f in dataclasses.fields(SceneFilter)}
-    assert tuple(lib) == FILTER_FIELDS
-    assert {name: cli[name] for name in lib} == lib
+    _, opts = parse_command_line(["filter", "in.ply", "out.ply", "--box", "0", "0", "0", "1", "1", "1",
+                               "--decimate", "5"])
+    assert opts.spec == SceneFilter(box=(0.0, 0.0, 0.0, 1.0, 1.0, 1.0), decimate=5)

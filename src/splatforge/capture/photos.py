@@ -29,7 +29,7 @@ from PIL import Image, ImageOps
 
 from ..core.images import DEFAULT_MAX_PIXELS, load_image
 from ..errors import SplatforgeError
-from ..io.colmap import ColmapCamera, undistort_image
+from ..io.colmap import ColmapCamera, remap_to_pinhole, undistort_image
 
 DEFAULT_LONG_SIDE = 1000
 _T = TypeVar("_T")
@@ -172,19 +172,7 @@ def undistort(image: np.ndarray, K: np.ndarray, lens: Lens) -> np.ndarray:  # [H
 
 def remap(image: np.ndarray, K: np.ndarray, lens: Lens) -> np.ndarray:  # [H, W, C] -> [H, W, C]
     """Each pixel of the pinhole image takes the bilinear sample of `image` where `lens` sends it."""
-    h, w = image.shape[:2]
-    ys, xs = np.meshgrid(np.arange(h, dtype=np.float64) + 0.5, np.arange(w, dtype=np.float64) + 0.5, indexing="ij")
-    normalized = np.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1]], axis=-1)
-    src = lens.distort(normalized)
-    sx = np.clip(src[..., 0] * K[0, 0] + K[0, 2] - 0.5, 0, w - 1)
-    sy = np.clip(src[..., 1] * K[1, 1] + K[1, 2] - 0.5, 0, h - 1)
-    x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
-    img = image.astype(np.float32, copy=False)
-    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
-    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
-    return (top * (1 - fy) + bottom * fy).astype(image.dtype, copy=False)
+    return remap_to_pinhole(image, K, lens.distort)
 
 
 def parallel_map(fn: Callable[[_T], _R], items: list[_T]) -> list[_R]:

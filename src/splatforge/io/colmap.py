@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -145,13 +146,20 @@ def undistort_image(image: np.ndarray, camera: ColmapCamera) -> np.ndarray:  # [
     if (w, h) != (camera.width, camera.height):
         raise SplatforgeError(
             f"image is {w}x{h} but camera {camera.camera_id} is {camera.width}x{camera.height}")
-    k = camera.K
+    return remap_to_pinhole(image, camera.K, lambda normalized: distort_points(normalized, camera.dist))
+
+
+def remap_to_pinhole(image: np.ndarray, K: np.ndarray,  # [H, W, C], [3, 3]
+                     distort: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:  # [H, W, C]
+    """Each pixel of the pinhole image with intrinsics K takes the bilinear sample of `image` where
+    `distort` ([..., 2] normalized image coordinates -> distorted ones) sends it; sources outside the
+    photo take the nearest edge pixel."""
+    h, w = image.shape[:2]
     ys, xs = np.meshgrid(np.arange(h, dtype=np.float64) + 0.5, np.arange(w, dtype=np.float64) + 0.5, indexing="ij")
-    normalized = np.stack([(xs - k[0, 2]) / k[0, 0], (ys - k[1, 2]) / k[1, 1]], axis=-1)
-    src = distort_points(normalized, camera.dist)
-    sx = src[..., 0] * k[0, 0] + k[0, 2] - 0.5  # pixel-centre convention -> array index
-    sy = src[..., 1] * k[1, 1] + k[1, 2] - 0.5
-    sx, sy = np.clip(sx, 0, w - 1), np.clip(sy, 0, h - 1)
+    normalized = np.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1]], axis=-1)
+    src = distort(normalized)
+    sx = np.clip(src[..., 0] * K[0, 0] + K[0, 2] - 0.5, 0, w - 1)  # pixel-centre convention -> array index
+    sy = np.clip(src[..., 1] * K[1, 1] + K[1, 2] - 0.5, 0, h - 1)
     x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
     fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]

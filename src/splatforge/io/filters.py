@@ -19,72 +19,24 @@ Bad arguments and filters that leave nothing raise SplatforgeError before anythi
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import Tensor
 
 from splatforge.core.gaussians import Gaussians
 from splatforge.errors import SplatforgeError
+from splatforge.io.filter_spec import (SceneFilter, check_box, check_count, check_opacity, check_percentile,
+                                        check_radius, check_size, vector)
 
 __all__ = ["SceneFilter", "crop_box", "crop_sphere", "drop_faint", "drop_large", "decimate", "visibility",
            "volume_visibility", "random_subsample", "sizes", "filter_scene", "filter_file"]
 
 
-@dataclass
-class SceneFilter:
-    """Which filters `filter_scene` applies (None: not applied), in this order."""
-
-    # keep Gaussians whose centre lies in the box x0 y0 z0 x1 y1 z1 (world units, inclusive)
-    box: Optional[tuple[float, float, float, float, float, float]] = None
-    # keep Gaussians whose centre lies in the sphere cx cy cz r (world units)
-    sphere: Optional[tuple[float, float, float, float]] = None
-    min_opacity: Optional[float] = None  # keep Gaussians at least this opaque (0..1)
-    # keep Gaussians whose largest standard deviation is at most this (world units)
-    max_size: Optional[float] = None
-    # keep Gaussians no larger than this percentile (0..100] of the sizes (instead of --max-size)
-    max_size_percentile: Optional[float] = None
-    # keep this many Gaussians, the most visible ones (opacity x area of the two largest axes)
-    decimate: Optional[int] = None
-
-    def is_empty(self) -> bool:
-        return all(getattr(self, name) is None for name in self.__dataclass_fields__)
-
-    def check(self) -> None:
-        """Raise SplatforgeError for arguments no scene could satisfy (before any file is read)."""
-        if self.is_empty():
-            raise SplatforgeError("no filter given: use a crop box or sphere, a minimum opacity, a maximum size "
-                                  "or decimation (to change only the format, use `splatforge convert`)")
-        if self.box is not None:
-            box = _vector(self.box, 6, "the crop box (x0 y0 z0 x1 y1 z1)")
-            _check_box(box[:3], box[3:])
-        if self.sphere is not None:
-            sphere = _vector(self.sphere, 4, "the crop sphere (cx cy cz r)")
-            _check_radius(float(sphere[3]))
-        if self.min_opacity is not None:
-            _check_opacity(self.min_opacity)
-        if self.max_size is not None and self.max_size_percentile is not None:
-            raise SplatforgeError("give either a maximum size or a size percentile, not both")
-        if self.max_size is not None:
-            _check_size(self.max_size)
-        if self.max_size_percentile is not None:
-            _check_percentile(self.max_size_percentile)
-        if self.decimate is not None:
-            _check_count(None, self.decimate)
-
-
 def _vector(values: Sequence[float], n: int, what: str) -> Tensor:
-    values = [float(v) for v in values]
-    if len(values) != n:
-        raise SplatforgeError(f"{what} takes {n} numbers, got {len(values)}")
-    if not all(math.isfinite(v) for v in values):
-        raise SplatforgeError(f"{what} must be finite numbers, got {values}")
-    return torch.tensor(values, dtype=torch.float64)
+    return torch.tensor(vector(values, n, what), dtype=torch.float64)
 
 
 def _kept(gaussians: Gaussians, mask: Tensor, what: str) -> Gaussians:
@@ -94,47 +46,10 @@ def _kept(gaussians: Gaussians, mask: Tensor, what: str) -> Gaussians:
     return gaussians[mask.to(gaussians.device)]
 
 
-def _check_box(lo: Tensor, hi: Tensor) -> None:
-    if bool((lo > hi).any()):
-        axes = ", ".join(f"{a}: {float(l):g} > {float(h):g}" for a, l, h in zip("xyz", lo, hi) if l > h)
-        raise SplatforgeError(f"the crop box's minimum exceeds its maximum ({axes}); give x0 y0 z0 x1 y1 z1 "
-                              "with x0 <= x1, y0 <= y1, z0 <= z1")
-
-
-def _check_radius(radius: float) -> None:
-    if not (math.isfinite(radius) and radius > 0):
-        raise SplatforgeError(f"the crop sphere's radius must be a positive number, got {radius:g}")
-
-
-def _check_opacity(min_opacity: float) -> None:
-    if not 0.0 <= min_opacity <= 1.0:
-        raise SplatforgeError(f"the minimum opacity must be in [0, 1], got {min_opacity:g}")
-
-
-def _check_size(max_size: float) -> None:
-    if not (math.isfinite(max_size) and max_size > 0):
-        raise SplatforgeError(f"the maximum size must be a positive number of world units, got {max_size:g}")
-
-
-def _check_percentile(percentile: float) -> None:
-    if not 0.0 < percentile <= 100.0:
-        raise SplatforgeError(f"the size percentile must be in (0, 100], got {percentile:g}")
-
-
-def _check_count(gaussians: Gaussians | None, n: int) -> None:
-    if isinstance(n, bool) or int(n) != n:
-        raise SplatforgeError(f"decimation takes a whole number of Gaussians, got {n!r}")
-    if n < 1:
-        raise SplatforgeError(f"cannot decimate to {n} Gaussians: keep at least 1")
-    if gaussians is not None and n > len(gaussians):
-        raise SplatforgeError(f"cannot decimate to {n:,} Gaussians: only {len(gaussians):,} are left to "
-                              "decimate; ask for at most that many")
-
-
 def crop_box(gaussians: Gaussians, lo: Sequence[float], hi: Sequence[float]) -> Gaussians:
     """The Gaussians whose centre lies in the axis-aligned box [lo, hi] (inclusive, world units)."""
     lo_t, hi_t = _vector(lo, 3, "the box's minimum corner"), _vector(hi, 3, "the box's maximum corner")
-    _check_box(lo_t, hi_t)
+    check_box(lo_t.tolist(), hi_t.tolist())
     means = gaussians.means.detach().to("cpu", torch.float64)
     inside = ((means >= lo_t) & (means <= hi_t)).all(1)
     return _kept(gaussians, inside, f"the crop box {lo_t.tolist()}-{hi_t.tolist()}")
@@ -143,7 +58,7 @@ def crop_box(gaussians: Gaussians, lo: Sequence[float], hi: Sequence[float]) -> 
 def crop_sphere(gaussians: Gaussians, center: Sequence[float], radius: float) -> Gaussians:
     """The Gaussians whose centre lies within `radius` of `center` (world units)."""
     c = _vector(center, 3, "the sphere's centre")
-    _check_radius(radius)
+    check_radius(radius)
     means = gaussians.means.detach().to("cpu", torch.float64)
     inside = (means - c).norm(dim=1) <= radius
     return _kept(gaussians, inside, f"the crop sphere (centre {c.tolist()}, radius {radius:g})")
@@ -151,7 +66,7 @@ def crop_sphere(gaussians: Gaussians, center: Sequence[float], radius: float) ->
 
 def drop_faint(gaussians: Gaussians, min_opacity: float) -> Gaussians:
     """The Gaussians with opacity >= `min_opacity` (activated, in [0, 1])."""
-    _check_opacity(min_opacity)
+    check_opacity(min_opacity)
     opacity = gaussians.activated_opacities().detach().cpu()
     return _kept(gaussians, opacity >= min_opacity, f"the minimum opacity {min_opacity:g}")
 
@@ -169,11 +84,11 @@ def drop_large(gaussians: Gaussians, max_size: float | None = None, percentile: 
                               "(or neither)")
     size = sizes(gaussians)
     if percentile is not None:
-        _check_percentile(percentile)
+        check_percentile(percentile)
         limit = float(torch.quantile(size, percentile / 100.0)) if len(size) else 0.0
         what = f"the size percentile {percentile:g} ({limit:.4g} world units)"
     else:
-        _check_size(max_size)
+        check_size(max_size)
         limit, what = max_size, f"the maximum size {max_size:g}"
     return _kept(gaussians, size <= limit, what)
 
@@ -195,7 +110,7 @@ def volume_visibility(gaussians: Gaussians) -> Tensor:  # [N]
 def decimate(gaussians: Gaussians, n: int, score: Tensor | None = None) -> Gaussians:
     """The `n` Gaussians with the highest `score` ([N], default `visibility`), in their original
     order; ties go to the lower index, so the result does not depend on the sort's internals."""
-    _check_count(gaussians, n)
+    check_count(n, len(gaussians))
     score = visibility(gaussians) if score is None else score.detach().cpu().double()
     if score.shape != (len(gaussians),):
         raise ValueError(f"score must be [N] with N={len(gaussians)}, got {tuple(score.shape)}")
@@ -206,7 +121,7 @@ def decimate(gaussians: Gaussians, n: int, score: Tensor | None = None) -> Gauss
 def random_subsample(gaussians: Gaussians, n: int, seed: int = 0) -> Gaussians:
     """`n` Gaussians drawn uniformly without replacement (the reference decimation is measured
     against), in their original order."""
-    _check_count(gaussians, n)
+    check_count(n, len(gaussians))
     pick = torch.randperm(len(gaussians), generator=torch.Generator().manual_seed(seed))[: int(n)]
     return gaussians[pick.sort().values.to(gaussians.device)]
 
