@@ -14,8 +14,8 @@ zero for an all-sharp mask, below mask_weight / eps, steepest as the mask fills 
 
 Evaluation and renders (views without an embedding) use the sharp render only.
 
-The second render needs the SH degree the trainer is at; the module derives it from the trainer's
-config the way the trainer does (min(step // sh_degree_interval, sh_degree)).
+The second render needs the SH degree the trainer is at: the trainer passes it in the render
+batch's extras (its schedule, fixed or fitted to a time budget, decides it; nothing here re-derives it).
 """
 
 from __future__ import annotations
@@ -73,10 +73,6 @@ class BlurModule(OptModule):
             self.mask_net[-1].bias.fill_(math.log(cfg.mask_init / (1.0 - cfg.mask_init)))
         self.optimizer = adam(self.parameters(), cfg.lr)
 
-    def sh_degree(self, step: int) -> int:
-        cfg = self.train_config
-        return min(step // cfg.sh_degree_interval, cfg.sh_degree)
-
     def blurred_gaussians(self, params: dict, embedding: Tensor) -> dict:
         """`params` with the scales and quaternions this image's blur widens them to."""
         means = params["means"].detach()
@@ -114,7 +110,7 @@ class BlurModule(OptModule):
         outputs, masks = [], []
         for b, view_id in enumerate(batch.view_ids.tolist()):
             embedding = self.embeds[view_id]
-            sh_degree = batch.extras.get("sh_degree", self.sh_degree(step))
+            sh_degree = batch.extras["sh_degree"]
             blurred, _, _ = self.render(self.blurred_gaussians(batch.params, embedding), batch.viewmats[b:b + 1],
                                         batch.Ks[b:b + 1], width, height, sh_degree, batch.background[b:b + 1])
             mask = self.mask(embedding, height, width)
