@@ -4,6 +4,8 @@ captures fail with the file named and no output folder."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -66,9 +68,12 @@ def test_bad_capture_fails_before_any_output(demo_colmap, tmp_path, capsys, dama
         ns = tmp_path / "empty"
         ns.mkdir()
         message = "empty folder"
-    else:
-        ns = ns / "images"
-        message = "splatforge capture"
+    else:  # photos without poses: train runs SfM first, which cannot pose two photos
+        ns = tmp_path / "photos"
+        ns.mkdir()
+        for name in sorted(os.listdir(demo_colmap / "images"))[:2]:
+            shutil.copy(demo_colmap / "images" / name, ns / name)
+        message = "SfM needs at least 3 overlapping photos"
     out = tmp_path / "run"
     assert main(["train", str(ns), "-o", str(out), "--max-steps", "3", "--no-progress"]) != 0
     assert message in capsys.readouterr().err

@@ -355,6 +355,13 @@ def ensure_posed_capture(path: str | os.PathLike, work_dir: str | os.PathLike,
             pass  # an unreadable report: make the capture again
     config = config or SfmConfig()
     config = SfmConfig(**{**asdict(config), "overwrite": True})
-    report = run_sfm(path, capture, config)
+    made = [folder for folder in (Path(work_dir), capture) if not folder.exists()]
+    try:
+        report = run_sfm(path, capture, config)
+    except BaseException:
+        for folder in reversed(made):  # a failed run leaves no output folder behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     print(report.format())
     return capture
