@@ -1,21 +1,28 @@
-"""A real capture end to end: the 67 Buddha photos (tests/data/buddha, CC BY 4.0, 512x288) trained
-for a time budget, held-out PSNR / SSIM per view and their mean, from every starting point:
+"""A real capture end to end, trained for a time budget, held-out PSNR / SSIM per view and their mean,
+from every starting point. Two bundled captures (`--scene`):
+
+  fox     50 phone-video frames of a fox figurine, 288x512 portrait, with instant-ngp's transforms.json
+          (tests/data/fox, NVIDIA Source Code License-NC: research and evaluation only)
+  buddha  67 handheld grayscale photos of a Buddha head, 512x288 (tests/data/buddha, CC BY 4.0)
+
+Rows:
 
   sfm               `splatforge capture` (pycolmap SfM) on the photos, then the default training
                     (the schedule fitted to the budget, SfM points to start from)
   sfm-truncated     the same capture with gsplat's 30,000-step schedule cut by the budget (the reference
                     for "fitted vs truncated")
   sfm-no-sky        the default without the 4,000 far "sky" points (an indoor scene has no sky)
-  json-triangulate  a transforms.json with the dataset's own cameras (AliceVision's, no points): points
-                    triangulated from the photos with the poses held fixed
+  json-triangulate  a transforms.json with the dataset's own cameras (instant-ngp's for the fox,
+                    AliceVision's for the Buddha; no points): points triangulated from the photos with
+                    the poses held fixed
   json-random       the same transforms.json, random points in the cameras' common view
 
 Every 8th photo (by name) is held out in every row, so all rows score the same views. SfM runs once
 (its time is printed; the capture is reused from out/bench/ on later runs). Rows run one after the
 other, each in its own process. Nothing here asserts a time.
 
-    python benchmarks/capture_train.py                                # every row, 300 s each
-    python benchmarks/capture_train.py --rows sfm --seconds 900
+    python benchmarks/capture_train.py                                # fox, every row, 300 s each
+    python benchmarks/capture_train.py --scene buddha --rows sfm --seconds 900
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-BUDDHA = ROOT / "tests" / "data" / "buddha"
+DATA = ROOT / "tests" / "data"
+SCENES = {"fox": "50 phone-video frames of 288x512", "buddha": "67 photos of 512x288"}
 ROWS = {
     "sfm": dict(capture="sfm", init="auto", config={}),
     "sfm-truncated": dict(capture="sfm", init="auto", config={"max_steps": 30_000}),
@@ -44,31 +52,35 @@ ROWS = {
 }
 
 
-def _names() -> list[str]:
-    return sorted(p.name for p in (BUDDHA / "images").glob("*.jpg"))
+def _names(scene: str) -> list[str]:
+    return sorted(p.name for p in (DATA / scene / "images").glob("*.jpg"))
 
 
-def held_out() -> list[str]:
-    return _names()[::8]
+def held_out(scene: str) -> list[str]:
+    return _names(scene)[::8]
 
 
-def make_sfm_capture(folder: Path) -> dict:
+def make_sfm_capture(scene: str, folder: Path) -> dict:
     from splatforge.capture.sfm import SfmConfig, run_sfm
 
     report_file = folder / "sfm_report.json"
     if not report_file.is_file():
         start = time.perf_counter()
-        report = run_sfm(BUDDHA / "images", folder, SfmConfig(max_image_size=512, progress=False))
+        report = run_sfm(DATA / scene / "images", folder, SfmConfig(max_image_size=512, progress=False))
         print(report.format())
         print(f"SfM: {time.perf_counter() - start:.1f} s in all")
     return json.loads(report_file.read_text())
 
 
-def make_json_capture(folder: Path) -> Path:
-    """The dataset's own cameras as a nerfstudio transforms.json (OpenGL camera axes), no points."""
+def make_json_capture(scene: str, folder: Path) -> Path:
+    """The dataset's own cameras as a transforms.json, no points: the fox ships instant-ngp's; the
+    Buddha's AliceVision projection matrices are written as a nerfstudio one (OpenGL camera axes)."""
+    if scene == "fox":
+        return DATA / "fox" / "transforms.json"
     from capture.test_sfm_data import dataset_cameras
 
-    names = _names()
+    BUDDHA = DATA / "buddha"
+    names = _names(scene)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     size = (512, 288)
     Ks, viewmats = dataset_cameras(names, size)
@@ -84,7 +96,7 @@ def make_json_capture(folder: Path) -> Path:
     return path
 
 
-def run_row(name: str, data: Path, seconds: float) -> dict:
+def run_row(name: str, scene: str, data: Path, seconds: float) -> dict:
     from splatforge.capture import load_capture
     from splatforge.core.metrics import psnr, ssim
     from splatforge.train.run import RunOptions, run_training
@@ -93,7 +105,7 @@ def run_row(name: str, data: Path, seconds: float) -> dict:
     row = ROWS[name]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        capture = load_capture(data, test_list=held_out(), init=row["init"], cache_dir=tmp)
+        capture = load_capture(data, test_list=held_out(scene), init=row["init"], cache_dir=tmp)
         load_seconds = time.perf_counter() - start
         warm = Trainer(capture, TrainConfig(max_steps=2))  # compile / load the kernels outside the budget
         warm.train_step()
@@ -118,27 +130,29 @@ def run_row(name: str, data: Path, seconds: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=300.0, help="training time budget per row")
+    parser.add_argument("--scene", default="fox", choices=list(SCENES), help="which bundled capture")
     parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
-    parser.add_argument("--work", type=Path, default=Path("out/bench/buddha"), help="where the captures are made")
+    parser.add_argument("--work", type=Path, default=None, help="where the captures are made (out/bench/SCENE)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row and print its JSON
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row:
-        print(json.dumps(run_row(args.row, args.data, args.seconds)))
+        print(json.dumps(run_row(args.row, args.scene, args.data, args.seconds)))
         return
+    work = args.work or Path("out/bench") / args.scene
 
     captures = {}
     if any(ROWS[r]["capture"] == "sfm" for r in args.rows):
-        report = make_sfm_capture(args.work / "sfm")
+        report = make_sfm_capture(args.scene, work / "sfm")
         print(f"SfM capture: {len(report['registered'])} of {report['num_images']} photos registered, "
               f"{report['num_points']:,} points")
-        captures["sfm"] = args.work / "sfm"
+        captures["sfm"] = work / "sfm"
     if any(ROWS[r]["capture"] == "json" for r in args.rows):
-        captures["json"] = make_json_capture(args.work / "json")
+        captures["json"] = make_json_capture(args.scene, work / "json")
     results = []
     for name in args.rows:
-        proc = subprocess.run([sys.executable, __file__, "--row", name, "--seconds", str(args.seconds),
+        proc = subprocess.run([sys.executable, __file__, "--row", name, "--scene", args.scene, "--seconds", str(args.seconds),
                                "--data", str(captures[ROWS[name]["capture"]])], capture_output=True, text=True)
         if proc.returncode or not proc.stdout.strip():
             raise SystemExit(f"row {name} failed:\n{proc.stderr}")
@@ -151,7 +165,7 @@ def main() -> None:
 
     views = sorted(results[0]["per_view"])
     ref = results[0]
-    print(f"\nBuddha, 67 photos of 512x288, {len(views)} held out; {args.seconds:g} s of training per row")
+    print(f"\n{args.scene}, {SCENES[args.scene]}, {len(views)} held out; {args.seconds:g} s of training per row")
     head = (f"{'row':<17} {'points':>7} {'steps':>6} {'Gaussians':>9} {'train':>6} {'PSNR':>6} {'d PSNR':>6} "
             f"{'SSIM':>6} {'min':>6}")
     print(head + "".join(f" {Path(v).stem[-3:]:>6}" for v in views))
