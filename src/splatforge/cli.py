@@ -14,7 +14,7 @@ from typing import Annotated, Optional, Sequence
 
 from ._cli_util import PROG, Command, Commands, flattened, parse_options, run_command
 
-COMMAND_MODULES = ["cli", "train_cli", "view_cli", "serve_cli", "predict_cli", "ship_cli", "capture_cli"]
+COMMAND_MODULES = ["cli", "train_cli", "view_cli", "serve_cli", "predict_cli", "ship_cli", "capture_cli", "generate_cli"]
 DESCRIPTION = "Gaussian splatting on any machine."
 
 

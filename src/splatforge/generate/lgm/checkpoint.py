@@ -1,5 +1,5 @@
 """Loading LGM weights: a local .safetensors or torch state dict, or the released checkpoint from
-the Hugging Face cache. Every way a checkpoint can be wrong is a `SplatforgeError` that says what,
+the local Hugging Face cache. Every way a checkpoint can be wrong is a `SplatforgeError` that says what,
 and a checkpoint of another preset is named as such."""
 
 from __future__ import annotations
@@ -20,19 +20,20 @@ RELEASED_FILE = "model_fp16_fixrot.safetensors"
 
 
 def released_checkpoint() -> Path:
-    """The released checkpoint's path in the Hugging Face cache, fetched once when online."""
+    """The released checkpoint's path in the local Hugging Face cache. Like the multi-view
+    stage's weights it is never downloaded at run time: the error says how to get it."""
+    hint = (f"download it once, where there is network access, with `hf download {RELEASED_REPO} "
+            f"{RELEASED_FILE}` (`huggingface-cli download ...` with huggingface_hub < 1.0), which fills "
+            f"the Hugging Face cache, or pass the file with --checkpoint PATH (checkpoint= in Python)")
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as err:
-        raise SplatforgeError(f"the LGM weights come from the Hugging Face Hub ({RELEASED_REPO}); install "
-                              "huggingface_hub, or pass a downloaded checkpoint with --checkpoint PATH") from err
+        raise SplatforgeError(f"looking up the LGM weights needs huggingface_hub; {hint}") from err
     try:
-        return Path(hf_hub_download(RELEASED_REPO, RELEASED_FILE))
-    except Exception as err:  # noqa: BLE001 - offline, gated, disk full: all mean "not available"
-        raise SplatforgeError(
-            f"cannot get the LGM weights {RELEASED_REPO}/{RELEASED_FILE} ({type(err).__name__}); on a "
-            f"machine with network access run `huggingface-cli download {RELEASED_REPO} {RELEASED_FILE}` "
-            f"(it fills the cache this command reads), or pass the file with --checkpoint PATH") from err
+        return Path(hf_hub_download(RELEASED_REPO, RELEASED_FILE, local_files_only=True))
+    except Exception as err:  # noqa: BLE001 - not cached, a broken cache: both mean "not available"
+        raise SplatforgeError(f"the LGM weights {RELEASED_REPO}/{RELEASED_FILE} are not in the Hugging "
+                              f"Face cache; {hint}") from err
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
