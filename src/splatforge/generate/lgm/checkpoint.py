@@ -43,11 +43,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise SplatforgeError(f"checkpoint not found: {path}")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
+            try:
+                from safetensors.torch import load_file
+            except ImportError as err:
+                raise SplatforgeError(f"reading {path} needs safetensors: pip install "
+                                      "'splatforge[generate]'") from err
             state = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except SplatforgeError:
+        raise
     except Exception as err:  # noqa: BLE001 - both readers raise many types for a bad file
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise SplatforgeError(f"{path} is not a readable checkpoint: {first}") from err
