@@ -27,7 +27,8 @@ from pathlib import Path
 MARKS = (15, 30, 60, 120, 180, 240, 300)  # seconds of training at which the test views are scored
 
 ROWS = {
-    "mcmc-50k": dict(strategy="mcmc", random_init=True, init_num_points=50_000, cap_max=50_000,
+    # starts from 50,000 random points in the cameras' common view (load_capture(init="random"))
+    "mcmc-50k": dict(strategy="mcmc", cap_max=50_000,
                      init_opacity=0.5, init_scale=0.5, refine_start_iter=100, refine_every=100,
                      sh_degree_interval=300, max_steps=6000),  # enough steps to fill 180 s
     "default": dict(strategy="default", refine_start_iter=200, refine_every=100, refine_stop_iter=2500,
@@ -40,7 +41,7 @@ def run_row(name: str, capture_dir: Path, seconds: float) -> dict:
     from splatforge.train.trainer import TrainConfig, Trainer
     from splatforge.train_cli import DEMO_TRAIN
 
-    capture = load_capture(capture_dir)
+    capture = load_capture(capture_dir, init="random" if name == "mcmc-50k" else "auto")
     fitted = name == "demo"  # `splatforge demo`: the schedule fitted to the time budget
     settings = {} if fitted else DEMO_TRAIN if name == "demo-steps" else ROWS[name]
     cfg = TrainConfig(**settings) if fitted else TrainConfig(**{**settings, "max_steps": settings.get("max_steps", 3000)})

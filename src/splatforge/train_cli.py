@@ -87,6 +87,7 @@ def _train_options():
         # starting points: auto (the capture's SfM points, else triangulated from the photos with the poses
         # fixed, else random in the cameras' common view), sfm, triangulate or random
         init: TrainInit = Library.init
+        num_random_points: int = Library.num_random_points  # with --init random (or auto falling back to it)
         config: flattened(TrainConfig) = field(default_factory=TrainConfig)
         # an option of an enabled module, MODULE.KEY=VALUE, e.g. pose.lr=1e-3
         module_option: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
@@ -107,7 +108,7 @@ def _cmd_train(opts) -> None:
     data = ensure_posed_capture(opts.data, opts.output)
     # the photos' transparent parts take the training background; triangulated points are cached
     # beside the run's outputs
-    capture = _load_capture(data, opts.capture, init="none" if cfg.random_init else opts.init,
+    capture = _load_capture(data, opts.capture, init=opts.init, num_random_points=opts.num_random_points,
                             background=cfg.background, cache_dir=opts.output)
     sizes = sorted({f"{v.image.shape[1]}x{v.image.shape[0]}" for v in capture.train + capture.test})
     print(f"{len(capture.train)} training and {len(capture.test)} test views of {', '.join(sizes)} "

@@ -63,8 +63,7 @@ def test_short_training_raises_test_psnr_and_exports_in_the_capture_frame(tmp_pa
     root, means, shift, scale = tiny_capture(tmp_path)
     capture = load_capture(root, test_every=5)
     assert len(capture.test) == 2
-    result = train_scene(capture, max_steps=150, sh_degree=1, sh_degree_interval=100, init_opacity=0.5,
-                         random_init=False)
+    result = train_scene(capture, max_steps=150, sh_degree=1, sh_degree_interval=100, init_opacity=0.5)
     before = train_scene(capture, max_steps=0, sh_degree=1, init_opacity=0.5).metrics["test"]["psnr"]
     after = result.metrics["test"]["psnr"]
     assert after > before + 4.0, (before, after)

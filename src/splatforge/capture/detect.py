@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 from ..errors import SplatforgeError
 from .blender import read_blender_capture
 from .colmap import read_colmap_capture
-from .init_points import DEFAULT_RANDOM_POINTS, with_initial_points
+from .init_points import with_initial_points
 from .options import CaptureOptions, InitSource
 from .photos import DEFAULT_LONG_SIDE
 from .transforms import IMAGE_SUFFIXES, read_transforms_capture
@@ -83,7 +83,7 @@ def load_capture(
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
     skip_missing: bool = CaptureOptions.skip_missing,
     cache_dir: Optional[str | os.PathLike] = None,
-    num_random_points: int = DEFAULT_RANDOM_POINTS,
+    num_random_points: int = CaptureOptions.num_random_points,
     seed: int = 0,
     max_pixels: Optional[int] = 64_000_000,
 ) -> Capture:

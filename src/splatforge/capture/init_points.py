@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SplatforgeError
-from .options import INIT_CHOICES
+from .options import INIT_CHOICES, CaptureOptions
 from .types import Capture, View
 
 NEAR, FAR = 0.05, 3.0
 AUTO_MIN_TRIANGULATED = 1000  # "auto" starts from random points when triangulation finds fewer
-DEFAULT_RANDOM_POINTS = 50_000
+DEFAULT_RANDOM_POINTS = CaptureOptions.num_random_points
 
 
 def _in_frustum(view: View, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

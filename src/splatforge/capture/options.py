@@ -34,3 +34,5 @@ class CaptureOptions:
     # "auto" (the capture's points, else triangulated from the photos with the poses fixed, else random in
     # the cameras' common view), "sfm", "triangulate", "random", or "none" (viewing, evaluation)
     init: InitSource = "auto"
+    # how many points init "random" (or "auto" falling back to it) spreads in the cameras' common view
+    num_random_points: int = 50_000

@@ -25,7 +25,7 @@ import json
 import os
 import resource
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -179,7 +179,9 @@ def _resume(trainer: Trainer, out: Path, cfg: TrainConfig) -> None:
         raise SplatforgeError(f"{path} was trained on other views than this capture's; "
                               "resume with the capture and test split it was made with")
     fitted = state["config"].get("fitted")
-    saved = TrainConfig(**{**state["config"], "background": tuple(state["config"]["background"]),
+    known = {f.name for f in fields(TrainConfig)}  # checkpoints of older versions may name retired settings
+    config = {k: v for k, v in state["config"].items() if k in known}
+    saved = TrainConfig(**{**config, "background": tuple(config["background"]),
                            **({"fitted": FittedSchedule(**fitted)} if isinstance(fitted, dict) else {})})
     changed = [k for k, v in asdict(saved).items() if k != "max_steps" and asdict(cfg)[k] != v]
     if changed:

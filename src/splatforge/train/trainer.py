@@ -44,8 +44,6 @@ class TrainConfig:
     ssim_lambda: float = 0.2  # loss = (1 - l) L1 + l (1 - SSIM)
     init_opacity: float = 0.1  # opacity of the initial Gaussians
     init_scale: float = 1.0  # initial scale, times the mean distance to the 3 nearest points
-    random_init: bool = False  # start from random points in the cameras' bounding box, not SfM points
-    init_num_points: int = 100_000  # how many, with random_init
     means_lr: float = 1.6e-4  # times the scene scale, decayed to 1% over max_steps
     scales_lr: float = 5e-3
     quats_lr: float = 1e-3
@@ -118,14 +116,11 @@ def render_batch(params, viewmats, ks, width, height, sh_degree, cfg: TrainConfi
 
 
 def _initial_gaussians(capture: Capture, cfg: TrainConfig, gen: torch.Generator, sky_points: int = 0) -> Gaussians:
-    if cfg.random_init or len(capture.points) == 0:
-        if not cfg.random_init:
-            raise SplatforgeError("the capture has no SfM points; use random initialisation (random_init=True)")
-        points = (torch.rand(cfg.init_num_points, 3, generator=gen) * 2 - 1) * 1.5
-        colors = torch.rand(cfg.init_num_points, 3, generator=gen)
-    else:
-        points = torch.from_numpy(capture.points).float()
-        colors = torch.from_numpy(capture.colors).float() / 255.0
+    if len(capture.points) == 0:
+        raise SplatforgeError(f"the capture {capture.path} has no points to start from; load it with "
+                              "load_capture(..., init='auto' or 'random') (splatforge train: --init)")
+    points = torch.from_numpy(capture.points).float()
+    colors = torch.from_numpy(capture.colors).float() / 255.0
     if sky_points > 0:
         sky, sky_colors = _sky_points(capture, sky_points, gen)
         points, colors = torch.cat([points, sky]), torch.cat([colors, sky_colors])
