@@ -10,6 +10,7 @@ from ._cli_util import Commands, flattened
 from .errors import SplatforgeError
 
 Preset = Literal["default", "small"]  # splatforge.predict.sharp.presets.PRESETS (a test keeps them equal)
+Precision = Literal["fp32", "fp16", "int8"]  # splatforge.predict.onnx.PRECISIONS
 
 
 def _image_suffixes() -> set[str]:
@@ -43,10 +44,11 @@ def _predict_options():
         input: tyro.conf.Positional[Path]  # an image file or a directory of images
         output: Annotated[Path, tyro.conf.arg(aliases=("-o",))]  # output directory
         model: flattened(ModelChoice) = field(default_factory=ModelChoice)
-        # run the network in torch, or in ONNX Runtime (exported on the fly to OUT/model.onnx unless
-        # --onnx-model is given)
+        # run in torch, or in ONNX Runtime (the whole pipeline, exported on the fly to OUT/model.onnx
+        # unless --onnx-model is given)
         backend: Literal["torch", "onnx"] = "torch"
-        onnx_model: Optional[Path] = None  # an ONNX file from `splatforge export-onnx` (with --backend onnx)
+        onnx_model: Optional[Path] = None  # an ONNX file from `splatforge export-onnx` (with --backend onnx; then no network is built)
+        precision: Precision = "fp32"  # weights of the ONNX model exported on the fly (with --backend onnx)
         device: Literal["cpu", "cuda", "mps"] = "cpu"  # torch device
         focal_length_px: Optional[float] = None  # focal length in pixels of the input image (default: from EXIF)
         render: bool = False  # also render a novel-view MP4 and a depth MP4 (CPU rasterizer)
@@ -64,9 +66,28 @@ def _export_options():
     class ExportOptions:
         output: Annotated[Path, tyro.conf.arg(aliases=("-o",))]  # the .onnx file to write
         model: flattened(ModelChoice) = field(default_factory=ModelChoice)
-        fp16: bool = False  # store the weights as float16
+        # the whole pipeline: photo [1,3,H,W] + focal_length_px [1] in, metric Gaussians out (means,
+        # scales, quaternions, colors, opacities); without it, the network alone
+        full: bool = False
+        # fp32; fp16 weights (half the size, float32 maths); int8 (dynamically quantized MatMul weights)
+        precision: Precision = "fp32"
 
     return ExportOptions
+
+
+def _coreml_options():
+    import tyro
+
+    ModelChoice = _model_choice()
+
+    @dataclass
+    class CoremlOptions:
+        output: Annotated[Path, tyro.conf.arg(aliases=("-o",))]  # the .mlpackage to write
+        model: flattened(ModelChoice) = field(default_factory=ModelChoice)
+        # fp16: float16 weights and maths (Neural Engine); fp32: float32 (GPU/CPU, closest to torch)
+        precision: Literal["fp16", "fp32"] = "fp16"
+
+    return CoremlOptions
 
 
 def register(commands: Commands) -> None:
@@ -75,7 +96,10 @@ def register(commands: Commands) -> None:
                  _predict_options, _predict,
                  description="Predict 3D Gaussians from photos with the SHARP network; writes one SHARP-layout "
                              "PLY per image (and, with --render, novel-view videos).")
-    commands.add("export-onnx", "export the SHARP network to ONNX", _export_options, _export)
+    commands.add("export-onnx", "export SHARP to ONNX: the network, or with --full photo -> metric Gaussians",
+                 _export_options, _export)
+    commands.add("export-coreml", "export the SHARP network to Core ML (.mlpackage, for iOS/macOS)",
+                 _coreml_options, _export_coreml)
 
 
 def _image_paths(source: Path) -> list[Path]:
@@ -98,16 +122,21 @@ def _predict(args) -> None:
 
     paths = _image_paths(args.input)
     outputs = output_paths(paths, args.input if args.input.is_dir() else args.input.parent, args.output)
-    predictor = build_predictor(args.model.preset, checkpoint=args.model.checkpoint, seed=args.model.seed,
-                                device=args.device)
     if args.backend == "onnx":
         from .predict.onnx import export_onnx, load_onnx_predictor
 
         onnx_path = args.onnx_model
-        if onnx_path is None:
-            onnx_path = export_onnx(predictor, args.output / "model.onnx")
-            print(f"exported the network to {onnx_path}")
+        if onnx_path is None:  # the model options say which network to export
+            network = build_predictor(args.model.preset, checkpoint=args.model.checkpoint,
+                                      seed=args.model.seed)
+            onnx_path = export_onnx(network, args.output / "model.onnx", full=True,
+                                    precision=args.precision)
+            del network
+            print(f"exported the pipeline to {onnx_path}")
         predictor = load_onnx_predictor(onnx_path)
+    else:
+        predictor = build_predictor(args.model.preset, checkpoint=args.model.checkpoint,
+                                    seed=args.model.seed, device=args.device)
     args.output.mkdir(parents=True, exist_ok=True)
     failures = []
     for i, (path, ply_path) in enumerate(zip(paths, outputs), 1):
@@ -143,6 +172,25 @@ def _export(args) -> None:
     from .predict.onnx import export_onnx
 
     predictor = build_predictor(args.model.preset, checkpoint=args.model.checkpoint, seed=args.model.seed)
-    out = export_onnx(predictor, args.output, fp16=args.fp16)
+    out = export_onnx(predictor, args.output, full=args.full, precision=args.precision)
     extra = out.with_name(out.name + ".data")
     print(f"wrote {out}" + (f" and {extra}" if extra.exists() else ""))
+
+
+def _export_coreml(args) -> None:
+    from .predict import build_predictor
+    from .predict.coreml import export_coreml, require_coremltools, summarize_coreml
+
+    require_coremltools()  # before building a network that could take minutes
+    predictor = build_predictor(args.model.preset, checkpoint=args.model.checkpoint, seed=args.model.seed)
+    start = time.perf_counter()
+    out = export_coreml(predictor, args.output, precision=args.precision)
+    summary = summarize_coreml(out)
+    print(f"wrote {out} ({summary.total_bytes / 2**20:,.1f} MiB, {args.precision}) in "
+          f"{time.perf_counter() - start:.0f} s")
+    for name, (shape, dtype) in {**summary.inputs, **summary.outputs}.items():
+        kind = "input " if name in summary.inputs else "output"
+        print(f"  {kind} {name} {list(shape)} {dtype}")
+    if summary.cpu_only:
+        print("  ops that may run on the CPU only: "
+              + ", ".join(f"{op} x{n}" for op, n in sorted(summary.cpu_only.items())))

@@ -43,7 +43,7 @@ def test_onnx_runtime_matches_torch(small_predictor, small_onnx, reference):
 
 
 def test_fp16_weights_export(small_predictor, small_onnx, tmp_path, reference):
-    path = export_onnx(small_predictor, tmp_path / "half.onnx", fp16=True)
+    path = export_onnx(small_predictor, tmp_path / "half.onnx", precision="fp16")
     assert path.stat().st_size < 0.8 * small_onnx.stat().st_size
     pred = predict_image(reference["image"], str(path), backend="onnx",
                          focal_length_px=float(reference["f_px"]))
@@ -55,7 +55,7 @@ def test_onnx_from_another_model_is_refused(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(torch.nn.Linear(3, 2), (torch.zeros(1, 3),), str(other), dynamo=False)
-    with pytest.raises(SplatforgeError, match="not a SHARP network"):
+    with pytest.raises(SplatforgeError, match="not a SHARP model"):
         load_onnx_predictor(other)
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(SplatforgeError, match="not a loadable ONNX model"):

@@ -233,9 +233,7 @@ def predict_image(image: ImageInput, predictor: Any, *, focal_length_px: float |
 
         if not isinstance(predictor, OnnxPredictor):
             predictor = load_onnx_predictor(predictor)
-        size = predictor.internal_resolution()
-        raw = predictor(network_input(rgb, size), disparity_factor)
-        color_space = predictor.color_space
+        return predictor.predict(rgb, focal_length_px)  # whole-pipeline or network-only graph
     else:
         raise SplatforgeError(f"unknown backend {backend!r}; use 'torch' or 'onnx'")
     return unproject(raw, focal_length_px, (width, height), size, color_space)

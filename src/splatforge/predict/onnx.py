@@ -1,9 +1,19 @@
-"""Export the SHARP network to ONNX and run it in ONNX Runtime with the same pre/post-processing.
+"""Export SHARP to ONNX and run it in ONNX Runtime.
 
-The exported graph maps (image [1, 3, S, S] in [0, 1], disparity_factor [1]) to the network's five
-outputs in normalized camera space; `predict_image(..., backend="onnx")` does the rest. Weights
-go to an external data file when the model is over 2 GB (protobuf's limit), and can be stored as
-float16 (computation stays float32: each weight is cast back on load by the graph).
+Two graphs:
+
+- the network (`full=False`): (image [1, 3, S, S] in [0, 1], disparity_factor [1]) -> the
+  network's five outputs in normalized camera space; `predict_image(..., backend="onnx")` resizes
+  the photo and unprojects in Python.
+- the whole pipeline (`full=True`, see `onnx_gaussians.py`): (image [1, 3, H, W] in [0, 1], any
+  size; focal_length_px [1]) -> metric Gaussians (means, scales, quaternions, colors,
+  opacities), so an app needs nothing but ONNX Runtime.
+
+Precision: "fp32"; "fp16" stores the weights as float16 (half the file; each weight is cast back
+to float32 on load, so computation stays float32 on every CPU); "int8" quantizes the MatMul and
+Gemm weights to int8 with activations quantized at run time (ONNX Runtime's dynamic
+quantization). Weights go to an external `<name>.data` file when they pass 2 GB (protobuf's limit).
+A failed export leaves no file behind.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -19,11 +30,17 @@ from torch import nn
 
 from splatforge.errors import SplatforgeError
 
+from .onnx_gaussians import GAUSSIAN_INPUTS, GAUSSIAN_OUTPUTS, GaussiansPipeline
 from .sharp import RGBGaussianPredictor, SharpGaussians
+
+if TYPE_CHECKING:
+    from .api import Prediction
 
 INPUT_NAMES = ("image", "disparity_factor")
 OUTPUT_NAMES = SharpGaussians._fields  # mean_vectors, singular_values, quaternions, colors, opacities
 MODEL_TAG = "splatforge.sharp"
+PRECISIONS = ("fp32", "fp16", "int8")
+Precision = Literal["fp32", "fp16", "int8"]
 _PROTOBUF_LIMIT = 2**31 - 1
 
 
@@ -36,19 +53,51 @@ class _Exportable(nn.Module):
         return tuple(self.model(image, disparity_factor))
 
 
-def export_onnx(model: RGBGaussianPredictor, path: str | os.PathLike, *, fp16: bool = False,
-                opset: int = 17) -> Path:
-    """Write `model` as an ONNX file (plus `<name>.data` when the weights exceed 2 GB)."""
+def _writable_target(path: Path) -> None:
+    """Fail before minutes of export if `path` cannot be written (or names a folder)."""
+    if path.is_dir():
+        raise SplatforgeError(f"cannot write {path}: it is a folder; give a file name ending in .onnx")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise SplatforgeError(f"cannot write {path}: {err.strerror or err}; choose a folder you "
+                              "can write to") from err
+
+
+def export_onnx(model: RGBGaussianPredictor, path: str | os.PathLike, *, full: bool = False,
+                precision: Precision = "fp32", opset: int = 17) -> Path:
+    """Write `model` as an ONNX file (plus `<name>.data` when the weights exceed 2 GB).
+
+    Args:
+        model: from `build_predictor`.
+        path: the .onnx file to write; its folder is created if needed.
+        full: the whole pipeline (photo + focal length -> metric Gaussians) instead of the
+            network alone (see the module docstring).
+        precision: "fp32", "fp16" (float16 weights) or "int8" (dynamic int8 quantization).
+        opset: the ONNX opset.
+    """
     import onnx
 
+    if precision not in PRECISIONS:
+        raise SplatforgeError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _writable_target(path)
     model = model.eval().cpu()
     size = model.internal_resolution()
-    image = torch.rand(1, 3, size, size)
-    factor = torch.tensor([1.0])
-    # torch writes a model over 2 GB as one file per tensor; export into a scratch directory
-    # and re-save below in the layout we want.
+    if full:
+        module: nn.Module = GaussiansPipeline(model)
+        # A non-square example, so the tracer cannot mistake width for height.
+        example = (torch.rand(1, 3, size, size + 8), torch.tensor([0.9 * size]))
+        names, outputs = GAUSSIAN_INPUTS, GAUSSIAN_OUTPUTS
+        dynamic = {"image": {2: "height", 3: "width"}}
+    else:
+        module = _Exportable(model)
+        example = (torch.rand(1, 3, size, size), torch.tensor([1.0]))
+        names, outputs, dynamic = INPUT_NAMES, OUTPUT_NAMES, None
+    # torch writes a model over 2 GB as one file per tensor: export into a scratch folder, then
+    # save in the layout we want and move it into place.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
         tmp = Path(scratch) / "model.onnx"
         with torch.no_grad(), warnings.catch_warnings():
@@ -56,24 +105,93 @@ def export_onnx(model: RGBGaussianPredictor, path: str | os.PathLike, *, fp16: b
             # warns; the legacy exporter is chosen on purpose (2x faster graphs in ORT here).
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(_Exportable(model), (image, factor), str(tmp),
-                              input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-                              opset_version=opset, dynamo=False, do_constant_folding=True)
-        proto = onnx.load(str(tmp), load_external_data=True)
-    if fp16:
-        _weights_to_fp16(proto)
-    meta = proto.metadata_props.add()
-    meta.key, meta.value = MODEL_TAG, f"internal_resolution={size};color_space={model.params.color_space}"
-    data_name = path.name + ".data"
-    (path.parent / data_name).unlink(missing_ok=True)
+            warnings.simplefilter("ignore", UserWarning)
+            torch.onnx.export(module, example, str(tmp), input_names=list(names),
+                              output_names=list(outputs), opset_version=opset, dynamo=False,
+                              do_constant_folding=True, dynamic_axes=dynamic)
+        tag = (f"internal_resolution={size};color_space={model.params.color_space};"
+               f"graph={'gaussians' if full else 'network'}")
+        _finish(tmp, path, precision, tag)
+    return path
+
+
+def convert_onnx(source: str | os.PathLike, path: str | os.PathLike, precision: Precision) -> Path:
+    """Write a float32 export of splatforge (`export_onnx`) at another precision, without the
+    torch model (for the full-size network, tracing again costs minutes and gigabytes)."""
+    import onnx
+
+    source, path = Path(source), Path(path)
+    if precision not in PRECISIONS:
+        raise SplatforgeError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    try:
+        fields = _tag_fields(onnx.load(str(source), load_external_data=False))
+    except Exception as err:  # noqa: BLE001 - protobuf's decode errors, missing file
+        raise SplatforgeError(f"{source} is not a readable ONNX file: {err}") from err
+    if fields is None or fields.get("precision", "fp32") != "fp32":
+        raise SplatforgeError(f"{source} is not a float32 SHARP export of splatforge; export one "
+                              "with `splatforge export-onnx`")
+    _writable_target(path)
+    tag = ";".join(f"{k}={v}" for k, v in fields.items() if k != "precision")
+    _finish(source, path, precision, tag)
+    return path
+
+
+def _tag_fields(proto) -> dict[str, str] | None:
+    for prop in proto.metadata_props:
+        if prop.key == MODEL_TAG:
+            return dict(item.split("=", 1) for item in prop.value.split(";") if "=" in item)
+    return None
+
+
+def _finish(source: Path, path: Path, precision: str, tag: str) -> None:
+    """Convert the float32 model at `source` to `precision`, tag it, and move it into place at
+    `path` (weights first, so a reader never sees a model without its weights file)."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
+        if precision == "int8":
+            source = _quantize_int8(source, Path(scratch) / "int8.onnx")
+        proto = onnx.load(str(source), load_external_data=True)
+        if precision == "fp16":
+            _weights_to_fp16(proto)
+        del proto.metadata_props[:]
+        meta = proto.metadata_props.add()
+        meta.key, meta.value = MODEL_TAG, f"{tag};precision={precision}"
+        staged = Path(scratch) / "final" / path.name
+        staged.parent.mkdir()
+        _save(proto, staged)
+        del proto
+        data = path.with_name(path.name + ".data")
+        staged_data = staged.with_name(data.name)
+        if staged_data.exists():
+            os.replace(staged_data, data)
+        else:
+            data.unlink(missing_ok=True)  # a stale weights file from an earlier, larger export
+        os.replace(staged, path)
+
+
+def _save(proto, path: Path) -> None:
+    import onnx
+
     # ByteSize() itself fails past protobuf's 2 GB limit, so count the weights' bytes.
     weight_bytes = sum(len(t.raw_data) or t.ByteSize() for t in proto.graph.initializer)
     if weight_bytes > _PROTOBUF_LIMIT - 2**26:
         onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=1024)
+                        location=path.name + ".data", size_threshold=1024)
     else:
         onnx.save_model(proto, str(path))
-    return path
+
+
+def _quantize_int8(path: Path, out: Path) -> Path:
+    """Dynamic int8 quantization of MatMul/Gemm weights (the ViT encoders' and heads' linear
+    layers, most of the compute); convolutions stay float32 (ConvInteger is slower than float
+    convolution in ONNX Runtime's CPU provider)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # External data always: the quantizer would otherwise fail past 2 GB; `_finish` re-saves.
+    quantize_dynamic(path, out, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
+                     use_external_data_format=True)
+    return out
 
 
 def _weights_to_fp16(proto) -> None:
@@ -97,41 +215,62 @@ def _weights_to_fp16(proto) -> None:
     graph.node.extend(casts + nodes)
 
 
-class OnnxPredictor:
-    """An exported SHARP network in an ONNX Runtime session; callable like the torch model."""
+def session_options(threads: int | None = None):
+    """ONNX Runtime options used for SHARP: all graph optimizations; `threads` intra-op threads
+    (default: ONNX Runtime's, one per physical core)."""
+    import onnxruntime as ort
 
-    def __init__(self, path: str | os.PathLike, providers: list[str] | None = None) -> None:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+class OnnxPredictor:
+    """An exported SHARP graph in an ONNX Runtime session.
+
+    A network graph is callable like the torch model; a whole-pipeline graph
+    (`outputs_gaussians`) gives a `Prediction` from `predict`.
+    """
+
+    def __init__(self, path: str | os.PathLike, providers: list[str] | None = None,
+                 options=None) -> None:
         import onnxruntime as ort
 
         path = Path(path)
         if not path.is_file():
             raise SplatforgeError(f"ONNX model not found: {path}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self.session = ort.InferenceSession(str(path), options,
+            self.session = ort.InferenceSession(str(path), options or session_options(),
                                                 providers=providers or ["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise SplatforgeError(f"{path} is not a loadable ONNX model: "
                                   f"{str(err).splitlines()[0]}") from err
-        inputs = self.session.get_inputs()
-        outputs = [o.name for o in self.session.get_outputs()]
+        inputs = tuple(i.name for i in self.session.get_inputs())
+        outputs = tuple(o.name for o in self.session.get_outputs())
         tag = self.session.get_modelmeta().custom_metadata_map.get(MODEL_TAG)
-        if (tuple(i.name for i in inputs) != INPUT_NAMES or tuple(outputs) != OUTPUT_NAMES
-                or tag is None):
+        fields = dict(item.split("=", 1) for item in (tag or "").split(";") if "=" in item)
+        self.outputs_gaussians = fields.get("graph") == "gaussians"
+        expected = ((GAUSSIAN_INPUTS, GAUSSIAN_OUTPUTS) if self.outputs_gaussians
+                    else (INPUT_NAMES, OUTPUT_NAMES))
+        if tag is None or (inputs, outputs) != expected:
             raise SplatforgeError(
-                f"{path} is not a SHARP network exported by splatforge (inputs "
-                f"{[i.name for i in inputs]}, outputs {outputs}); export one with "
-                "`splatforge export-onnx`")
-        fields = dict(item.split("=", 1) for item in tag.split(";") if "=" in item)
-        self._size = int(fields.get("internal_resolution", inputs[0].shape[-1]))
+                f"{path} is not a SHARP model exported by splatforge (inputs {list(inputs)}, "
+                f"outputs {list(outputs)}); export one with `splatforge export-onnx --full`")
+        self._size = int(fields["internal_resolution"])
         self.color_space = fields.get("color_space", "linearRGB")
+        self.precision = fields.get("precision", "fp32")
         self.path = path
 
     def internal_resolution(self) -> int:
         return self._size
 
     def __call__(self, image: torch.Tensor, disparity_factor: torch.Tensor) -> SharpGaussians:
+        """The network graph: normalized-space Gaussians, as the torch model returns them."""
+        if self.outputs_gaussians:
+            raise SplatforgeError(f"{self.path} is a whole-pipeline graph: call predict(rgb, "
+                                  "focal_length_px) or predict_image(..., backend='onnx')")
         expected = (1, 3, self._size, self._size)
         if tuple(image.shape) != expected:
             raise SplatforgeError(f"the ONNX model takes images {expected}, got {tuple(image.shape)}")
@@ -141,6 +280,22 @@ class OnnxPredictor:
         })
         return SharpGaussians(*(torch.from_numpy(o) for o in outputs))
 
+    def predict(self, rgb: np.ndarray, focal_length_px: float) -> Prediction:
+        """A photo [H, W, 3] in [0, 1] and its focal length in pixels -> metric `Prediction`."""
+        from .api import Prediction, network_input, unproject
 
-def load_onnx_predictor(path: str | os.PathLike) -> OnnxPredictor:
-    return OnnxPredictor(path)
+        height, width = rgb.shape[:2]
+        if not self.outputs_gaussians:  # an older network-only export: unproject in Python
+            raw = self(network_input(rgb, self._size),
+                       torch.tensor([focal_length_px / width], dtype=torch.float32))
+            return unproject(raw, focal_length_px, (width, height), self._size, self.color_space)
+        image = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
+        outputs = self.session.run(None, {
+            "image": image, "focal_length_px": np.array([focal_length_px], np.float32)})
+        means, scales, quats, colors, opacities = (torch.from_numpy(o) for o in outputs)
+        return Prediction(means, scales, quats, colors, opacities, float(focal_length_px),
+                          (width, height), self.color_space)
+
+
+def load_onnx_predictor(path: str | os.PathLike, threads: int | None = None) -> OnnxPredictor:
+    return OnnxPredictor(path, options=session_options(threads))
