@@ -1,10 +1,11 @@
 """Structure from motion on real photos: `run_sfm` against pycolmap's own default pipeline, same photos,
 same process.
 
-    python benchmarks/capture_sfm.py [--photos 67] [--size 512]
+    python benchmarks/capture_sfm.py [--scene fox|buddha] [--photos N] [--size 512]
 
-Photos: the Buddha capture in tests/data/buddha (67 handheld photos, 512x288, CC BY 4.0), the first
---photos of them. Rows:
+Photos (--scene), the first --photos of them: the fox in tests/data/fox (50 phone-video frames, 288x512,
+NVIDIA Source Code License-NC) or the Buddha in tests/data/buddha (67 handheld photos, 512x288,
+CC BY 4.0). Rows:
 - splatforge: `run_sfm` with its defaults at --size (exhaustive matching up to 100 photos, mapper
   "auto": global, then incremental when global leaves photos out).
 - mapping only, on the splatforge run's database: incremental and global (GLOMAP) alone, to show
@@ -24,13 +25,14 @@ import time
 from pathlib import Path
 
 import pycolmap
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from splatforge.capture._colmap_steps import quiet_colmap  # noqa: E402
 from splatforge.capture.sfm import SfmConfig, run_sfm  # noqa: E402
 
-BUDDHA = Path(__file__).resolve().parents[1] / "tests" / "data" / "buddha" / "images"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 
 def _row(name, registered, total, points, error, seconds):
@@ -81,16 +83,18 @@ def mapping_only(database: Path, photos: Path, work: Path, total: int) -> list[d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--photos", type=int, default=67, help="the first N photos of the 67")
+    parser.add_argument("--scene", default="fox", choices=["fox", "buddha"])
+    parser.add_argument("--photos", type=int, default=None, help="the first N photos (default: all)")
     parser.add_argument("--size", type=int, default=512, help="max_image_size of the splatforge run")
     args = parser.parse_args()
-    names = sorted(p.name for p in BUDDHA.glob("*.jpg"))[: args.photos]
+    source = DATA / args.scene / "images"
+    names = sorted(p.name for p in source.glob("*.jpg"))[: args.photos]
     with tempfile.TemporaryDirectory(prefix="bench-sfm-") as tmp:
         work = Path(tmp)
         photos = work / "photos"
         photos.mkdir()
         for name in names:
-            shutil.copy(BUDDHA / name, photos / name)
+            shutil.copy(source / name, photos / name)
         report = run_sfm(photos, work / "capture", SfmConfig(max_image_size=args.size, keep_database=True,
                                                              progress=False))
         ours = _row(f"splatforge run_sfm ({report.matcher}, {report.mapper})", len(report.registered),
@@ -98,7 +102,8 @@ def main() -> None:
         with quiet_colmap():
             rows = [ours] + mapping_only(work / "capture" / "database.db", work / "capture" / "images", work,
                                          len(names)) + [reference(photos, work, len(names))]
-    print(f"SfM on {len(names)} Buddha photos (512x288), 2 cores; seconds per stage\n")
+    size = "x".join(map(str, Image.open(source / names[0]).size))
+    print(f"SfM on {len(names)} {args.scene} photos ({size}), 2 cores; seconds per stage\n")
     columns = ["photos", "features", "matching", "mapping", "total"]
     print(f"| {'run':<46} | registered | points | reproj px | " + " | ".join(f"{c:>8}" for c in columns) + " |")
     print("|" + "-" * 48 + "|------------|--------|-----------|" + "|".join("-" * 10 for _ in columns) + "|")
