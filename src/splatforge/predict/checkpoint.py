@@ -12,6 +12,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from splatforge._state_dict import state_dict_mismatch
 from splatforge.errors import SplatforgeError
 
 OFFICIAL_CHECKPOINT_URL = "https://ml-site.cdn-apple.com/models/sharp/sharp_2572gikvuh.pt"
@@ -77,19 +78,10 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
     """`load_state_dict(strict=True)` with an error listing the first mismatches; `assign`
     makes the checkpoint's tensors the parameters (for a model built on the meta device)."""
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(v.shape)}"
-             for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        parts = []
-        for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                             ("wrong shapes", wrong)):
-            if items:
-                more = f" (+{len(items) - shown} more)" if len(items) > shown else ""
-                parts.append(f"{len(items)} {label}: {', '.join(items[:shown])}{more}")
+    mismatch = state_dict_mismatch(expected, state, shown)
+    if mismatch:
         raise SplatforgeError(f"{source} does not match this SHARP network (wrong preset or not "
-                              f"a SHARP checkpoint): " + "; ".join(parts))
+                              f"a SHARP checkpoint): {mismatch}")
     if assign:
         state = {k: v.to(expected[k].dtype) for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=assign)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from splatforge._state_dict import state_dict_mismatch
 from splatforge.errors import SplatforgeError
 
 from .unet import MultiViewUNet, UNetConfig
@@ -87,17 +88,10 @@ def load_unet(folder: Path, device: str | torch.device = "cpu") -> MultiViewUNet
         raise SplatforgeError(f"{path} is not a readable safetensors file: {err}") from err
     with torch.device("meta"):
         unet = MultiViewUNet(config)
-    expected = unet.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}"
-             for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        parts = [f"{len(items)} {label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
-                 for label, items in (("missing", missing), ("unexpected", unexpected),
-                                      ("wrong shapes", wrong)) if items]
+    mismatch = state_dict_mismatch(unet.state_dict(), state)
+    if mismatch:
         raise SplatforgeError(f"{path} does not match the multi-view U-Net of "
-                              f"{folder / 'unet' / 'config.json'}: " + "; ".join(parts))
+                              f"{folder / 'unet' / 'config.json'}: {mismatch}")
     unet.load_state_dict({k: v.to(device, torch.float32) for k, v in state.items()},
                          strict=True, assign=True)
     return unet.eval()
