@@ -230,3 +230,13 @@ def test_network_only_export_still_predicts(small_predictor, tmp_path, reference
     with pytest.raises(SplatforgeError, match="whole-pipeline graph"):
         load_onnx_predictor(export_onnx(small_predictor, tmp_path / "full.onnx", full=True))(
             torch.zeros(1, 3, 128, 128), torch.ones(1))
+
+
+def test_predict_command_exports_the_pipeline_on_the_fly(tmp_path, capsys):
+    Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(tmp_path / "g.png")
+    assert run(["predict", str(tmp_path / "g.png"), "-o", str(tmp_path / "out"), "--preset", "small",
+                "--seed", "3", "--backend", "onnx", "--precision", "fp16"]) == 0
+    assert "exported the pipeline to" in capsys.readouterr().out
+    session = load_onnx_predictor(tmp_path / "out" / "model.onnx")
+    assert session.outputs_gaussians and session.precision == "fp16"
+    assert (tmp_path / "out" / "g.ply").is_file()
