@@ -240,3 +240,25 @@ def test_predict_command_exports_the_pipeline_on_the_fly(tmp_path, capsys):
     session = load_onnx_predictor(tmp_path / "out" / "model.onnx")
     assert session.outputs_gaussians and session.precision == "fp16"
     assert (tmp_path / "out" / "g.ply").is_file()
+
+
+def test_external_weights_are_gathered_into_one_file(full_onnx, tmp_path, reference, monkeypatch):
+    """A model whose weights lie outside the .onnx file (as torch writes one over 2 GB, one file
+    per tensor) comes out as <name>.onnx + <name>.onnx.data, weights streamed, not loaded."""
+    import onnx
+
+    import splatforge.predict.onnx as onnx_module
+
+    source = tmp_path / "src" / "model.onnx"
+    source.parent.mkdir()
+    onnx.save_model(onnx.load(str(full_onnx)), str(source), save_as_external_data=True,
+                    all_tensors_to_one_file=False, size_threshold=1024)
+    assert len(list(source.parent.iterdir())) > 10
+    monkeypatch.setattr(onnx_module, "EXTERNAL_DATA_BYTES", 0)
+    out = convert_onnx(source, tmp_path / "out" / "gathered.onnx", "fp32")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["gathered.onnx", "gathered.onnx.data"]
+    f = float(reference["f_px"])
+    expected = predict_image(reference["image"], str(full_onnx), backend="onnx", focal_length_px=f)
+    got = predict_image(reference["image"], str(out), backend="onnx", focal_length_px=f)
+    for field in ("means", "scales", "quats", "colors", "opacities"):
+        assert torch.equal(getattr(expected, field), getattr(got, field)), field

@@ -42,6 +42,8 @@ MODEL_TAG = "splatforge.sharp"
 PRECISIONS = ("fp32", "fp16", "int8")
 Precision = Literal["fp32", "fp16", "int8"]
 _PROTOBUF_LIMIT = 2**31 - 1
+# Past this many bytes of external weights, `_finish` streams them instead of loading them.
+EXTERNAL_DATA_BYTES = _PROTOBUF_LIMIT - 2**26
 
 
 class _Exportable(nn.Module):
@@ -151,15 +153,22 @@ def _finish(source: Path, path: Path, precision: str, tag: str) -> None:
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
         if precision == "int8":
             source = _quantize_int8(source, Path(scratch) / "int8.onnx")
-        proto = onnx.load(str(source), load_external_data=True)
+        staged = Path(scratch) / "final" / path.name
+        staged.parent.mkdir()
+        proto = onnx.load(str(source), load_external_data=False)
+        stream = precision != "fp16" and _external_bytes(proto) > EXTERNAL_DATA_BYTES
+        if not stream:
+            onnx.load_external_data_for_model(proto, str(source.parent))
         if precision == "fp16":
             _weights_to_fp16(proto)
         del proto.metadata_props[:]
         meta = proto.metadata_props.add()
         meta.key, meta.value = MODEL_TAG, f"{tag};precision={precision}"
-        staged = Path(scratch) / "final" / path.name
-        staged.parent.mkdir()
-        _save(proto, staged)
+        if stream:  # copy the weights file by file: the full model's 2.8 GB never sit in memory
+            _stream_external_data(proto, source.parent, staged)
+            onnx.save_model(proto, str(staged))
+        else:
+            _save(proto, staged)
         del proto
         data = path.with_name(path.name + ".data")
         staged_data = staged.with_name(data.name)
@@ -168,6 +177,37 @@ def _finish(source: Path, path: Path, precision: str, tag: str) -> None:
         else:
             data.unlink(missing_ok=True)  # a stale weights file from an earlier, larger export
         os.replace(staged, path)
+
+
+def _external_bytes(proto) -> int:
+    from onnx import TensorProto
+
+    return sum(int(dict((e.key, e.value) for e in t.external_data).get("length", 0))
+               for t in proto.graph.initializer if t.data_location == TensorProto.EXTERNAL)
+
+
+def _stream_external_data(proto, source_dir: Path, path: Path) -> None:
+    """Gather the external tensors of `proto` (stored under `source_dir`, one file or many)
+    into `<path>.data`, rewriting their locations, one tensor in memory at a time."""
+    from onnx import TensorProto
+
+    data_name = path.name + ".data"
+    with open(path.with_name(data_name), "wb") as out:
+        for tensor in proto.graph.initializer:
+            if tensor.data_location != TensorProto.EXTERNAL:
+                continue
+            info = {e.key: e.value for e in tensor.external_data}
+            with open(source_dir / info["location"], "rb") as src:
+                src.seek(int(info.get("offset", 0)))
+                blob = src.read(int(info["length"])) if "length" in info else src.read()
+            out.seek(-out.tell() % 4096, os.SEEK_CUR)  # page-aligned, as onnx writes it (mmap)
+            offset = out.tell()
+            out.write(blob)
+            del tensor.external_data[:]
+            for key, value in (("location", data_name), ("offset", str(offset)),
+                               ("length", str(len(blob)))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, value
 
 
 def _save(proto, path: Path) -> None:
