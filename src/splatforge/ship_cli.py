@@ -176,7 +176,7 @@ def _cmd_export_html(args) -> None:
 
 def register(commands: Commands) -> None:
     """Add `compress`, `convert`, `filter` and `export-html` to the `splatforge` subcommands."""
-    commands.add("compress", "compress a splat scene to SOG (PLAS layout, k-means codebooks)",
+    commands.add("compress", "compress a splat scene to SOG (Morton or PLAS layout, k-means codebooks)",
                  _compress_options, _cmd_compress)
     commands.add("convert", "convert between splat formats (by extension)", _convert_options, _cmd_convert)
     commands.add("filter", "crop, clean or decimate a splat scene (box, sphere, opacity, size, count)",

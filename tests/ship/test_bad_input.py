@@ -237,3 +237,46 @@ def test_load_scene_unknown_and_missing(tmp_path):
         load_scene(tmp_path / "missing.ply")
     with pytest.raises(SplatforgeError):
         save_scene(make_gaussians(3, 0), tmp_path / "x.unknown")
+
+
+def _newer_sog(tmp_path, version):
+    g = make_gaussians(40, sh_degree=1)
+    path = tmp_path / "valid.sog"
+    save_scene(g, path, palette_size=16)
+    with zipfile.ZipFile(path) as zf:
+        meta = json.loads(zf.read("meta.json"))
+        files = {n: zf.read(n) for n in zf.namelist() if n != "meta.json"}
+    path.unlink()
+    return _sog_zip(tmp_path, {**meta, "version": version}, files)
+
+
+def _newer_spz(tmp_path, version, gzipped):
+    data = bytearray(encode_spz(make_gaussians(40, sh_degree=1), version=3 if gzipped else 4))
+    if gzipped:
+        raw = bytearray(gzip.decompress(bytes(data)))
+        raw[4:8] = struct.pack("<I", version)
+        data = gzip.compress(bytes(raw))
+    else:
+        data[4:8] = struct.pack("<I", version)
+    path = tmp_path / "newer.spz"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["sog 3", "sog 17", "spz 5 gzip", "spz 5 zstd", "spz 4096 zstd"])
+@pytest.mark.parametrize("command", ["convert", "compress"])
+def test_newer_version_names_found_and_supported_versions_and_writes_nothing(tmp_path, capsys, kind, command):
+    from splatforge.cli import main
+
+    fmt, version, *how = kind.split()
+    src = _newer_sog(tmp_path, int(version)) if fmt == "sog" else _newer_spz(tmp_path, int(version), how == ["gzip"])
+    supported = "SOG version 2" if fmt == "sog" else "SPZ versions 2-4"
+    with pytest.raises(FormatError, match=f"{fmt.upper()} version {version} is newer than splatforge reads"):
+        load_scene(src)
+    out = tmp_path / ("out.sog" if command == "compress" else "out.ply")
+    args = [command, str(src), str(out)] if command == "convert" else [command, str(src), "-o", str(out)]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{fmt.upper()} version {version} is newer" in err and supported in err and str(src) in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no temporary file

@@ -10,7 +10,7 @@ import torch
 from splatforge.cli import parse_command_line
 from splatforge.compress import PlasConfig, kmeans, neighbour_distance, palette_kmeans, plas_order, quantize_1d
 from splatforge.compress.quality import compare_scenes
-from splatforge.compress.sog import SogConfig, encode_sog
+from splatforge.compress.sog import SogConfig, encode_sog, pixel_weights
 from splatforge.errors import SplatforgeError
 from splatforge.io.formats.sog import encode_webp, image_size, read_sog, write_sog
 from splatforge.io.scene import load_scene, save_scene
@@ -37,6 +37,31 @@ def test_quantize_1d_bounds_outliers_and_exact_small_sets():
     err = np.abs(cb[np.abs(v[:, None] - cb[None]).argmin(1)] - v)
     assert err.max() < (v.max() - v.min()) / 32 and err.mean() < 0.01
     np.testing.assert_array_equal(quantize_1d(np.array([1.0, 2.0, 2.0]))[:2], [1.0, 2.0])
+
+
+def test_quantize_1d_importance_puts_entries_where_errors_cost_most():
+    # Many small values and a few spread-out large ones (as log scales of a scene's Gaussians):
+    # weighted by importance (footprint area), the large ones get the codebook's precision.
+    rng = np.random.default_rng(1)
+    v = np.concatenate([rng.normal(-5, 0.5, 50000), rng.uniform(-2, 2, 300)])
+    importance = np.exp(2 * v)
+
+    def tail_error(cb):
+        tail = v[-300:]
+        return np.abs(cb[np.abs(tail[:, None] - cb[None]).argmin(1)] - tail).mean()
+
+    plain, weighted = quantize_1d(v), quantize_1d(v, importance=importance)
+    assert tail_error(weighted) < 0.3 * tail_error(plain)
+    assert weighted.shape == (256,) and np.all(np.diff(weighted) >= 0)
+
+
+def test_pixel_weights_grow_with_opacity_and_footprint():
+    g = make_gaussians(3, sh_degree=0)
+    g.scales = torch.log(torch.tensor([[1.0, 1.0, 1.0], [2.0, 2.0, 0.1], [2.0, 2.0, 0.1]]))
+    g.opacities = torch.tensor([0.0, 0.0, -3.0])  # sigmoid 0.5, 0.5, 0.047
+    w = pixel_weights(g)
+    np.testing.assert_allclose(w[1] / w[0], 4.0, rtol=1e-5)  # twice the size on its two largest axes
+    np.testing.assert_allclose(w[2] / w[1], torch.sigmoid(torch.tensor(-3.0)).item() / 0.5, rtol=1e-5)
 
 
 def test_palette_kmeans_two_level_beats_random_palette():

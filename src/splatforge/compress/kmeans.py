@@ -1,8 +1,9 @@
 """k-means on the CPU for SOG's codebooks: 1D codebooks (256 values) and SH palettes (up to 64K
 vectors), in numpy and torch (matrix products for the distances, so both cores work).
 
-- `quantize_1d`: Lloyd's algorithm in one dimension on a histogram of the values, weighted by
-  sqrt(count) so sparse tails (very large Gaussians, saturated colours) keep entries.
+- `quantize_1d`: Lloyd's algorithm in one dimension on a histogram of the values, each bin
+  weighted by the square root of its importance (what an error there costs in pixels), so
+  sparse tails (very large Gaussians, saturated colours) keep entries.
 - `kmeans`: k-means++ seeding (on a sample when the data is large) and Lloyd iterations.
 - `palette_kmeans`: plain k-means while N x k is small enough (the best palette; N = 44k
   Gaussians and k = 1,536 take a few seconds), else two-level k-means: coarse cells first, then
@@ -23,51 +24,65 @@ FLAT_KMEANS_BUDGET = 1 << 27
 SEEDING_SAMPLE = 16384
 
 
-def quantize_1d(values: np.ndarray, k: int = 256, iterations: int = 40, bins: int = 4096) -> np.ndarray:
-    """A sorted codebook of `k` values for the (flattened, finite) `values`."""
+def quantize_1d(values: np.ndarray, k: int = 256, iterations: int = 100, bins: int = 4096,
+                importance: np.ndarray | None = None) -> np.ndarray:
+    """A sorted codebook of `k` values for the (flattened, finite) `values`.
+
+    `importance` (same shape as `values`, >= 0) says how much an error in each value costs:
+    a codebook for a Gaussian attribute should be fine where the Gaussians that cover many
+    pixels are (see `splatforge.compress.sog.pixel_weights`), not only where most Gaussians are.
+    On the garden points (degree 0) weighting log scales by footprint area raised the PSNR of
+    scale quantization alone from 47.9 dB (splat-transform 3.7's codebook, weighted by count)
+    to 57.2 dB.
+
+    Lloyd's algorithm in one dimension on a histogram (bins placed between quantiles and
+    uniform steps, leaning to quantiles when outliers stretch the range), each bin weighted by
+    the square root of its summed importance (count without `importance`), so sparse tails keep
+    entries; k / 16 entries start evenly over the range and bound the error of rare outliers.
+    """
     v = np.asarray(values, np.float64).reshape(-1)
-    v = v[np.isfinite(v)]
+    w = np.ones_like(v) if importance is None else np.broadcast_to(np.asarray(importance, np.float64),
+                                                                    np.shape(values)).reshape(-1)
+    finite = np.isfinite(v) & np.isfinite(w)
+    v, w = v[finite], np.maximum(w[finite], 0.0)
     if v.size == 0:
         return np.zeros(k, np.float32)
     if np.unique(v[: 4 * k + 1]).size <= k:  # cheap test first: few distinct values?
         unique = np.unique(v)
         if unique.size <= k:
             return np.concatenate([unique, np.full(k - unique.size, unique[-1])]).astype(np.float32)
-    # Bin edges: half at quantiles (dense regions), half uniform (tails).
-    qs = np.quantile(v, np.linspace(0.0, 1.0, bins // 2 + 1))
-    edges = np.unique(np.concatenate([qs, np.linspace(v.min(), v.max(), bins // 2 + 1)]))
-    which = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, len(edges) - 2)
-    counts = np.bincount(which, minlength=len(edges) - 1).astype(np.float64)
-    sums = np.bincount(which, weights=v, minlength=len(edges) - 1)
-    keep = counts > 0
-    centers, counts = sums[keep] / counts[keep], counts[keep]
-    weights = np.sqrt(counts)
+    w = w / w.max() if w.max() > 0 else np.ones_like(w)
+    w = np.maximum(w, 1e-12)  # every value keeps a say, however small
+    order = np.argsort(v, kind="stable")
+    v, w = v[order], w[order]
+    n, lo, span = v.size, v[0], v[-1] - v[0]
+    iqr = v[int(n * 0.75)] - v[int(n * 0.25)]
+    lean = min(0.999, max(0.5, 1.0 - iqr / span))
+    which = np.minimum(((lean * np.arange(n) / n + (1 - lean) * (v - lo) / span) * bins).astype(np.int64), bins - 1)
+    mass = np.bincount(which, weights=w, minlength=bins)
+    sums = np.bincount(which, weights=w * v, minlength=bins)
+    keep = mass > 0
+    centers, weights = sums[keep] / mass[keep], np.sqrt(mass[keep])
     if centers.size <= k:
         return np.concatenate([centers, np.full(k - centers.size, centers[-1])]).astype(np.float32)
-    # A few entries spread evenly over the range bound the error of rare outliers (huge
-    # Gaussians are few but cover many pixels); Lloyd places the rest by density.
-    uniform = np.linspace(centers[0], centers[-1], k // 8)
-    k_fit = k - len(uniform)
+    uniform = np.linspace(centers[0], centers[-1], k // 16)
     cum = np.cumsum(weights)
-    codebook = centers[np.clip(np.searchsorted(cum, (np.arange(k_fit) + 0.5) / k_fit * cum[-1]), 0, centers.size - 1)]
-    codebook = np.unique(codebook)
+    k_fit = k - uniform.size
+    codebook = np.unique(np.concatenate(
+        [centers[np.clip(np.searchsorted(cum, (np.arange(k_fit) + 0.5) / k_fit * cum[-1]), 0, centers.size - 1)],
+         uniform]))
     for _ in range(iterations):
-        mids = (codebook[1:] + codebook[:-1]) / 2.0
-        label = np.searchsorted(mids, centers)
-        w = np.bincount(label, weights=weights, minlength=codebook.size)
-        s = np.bincount(label, weights=weights * centers, minlength=codebook.size)
-        new = np.where(w > 0, s / np.where(w > 0, w, 1.0), codebook)
-        new = np.unique(new)
-        if new.size == codebook.size and np.allclose(new, codebook, rtol=0, atol=1e-9):
-            codebook = new
-            break
+        label = np.searchsorted((codebook[1:] + codebook[:-1]) / 2.0, centers)
+        mass_of = np.bincount(label, weights=weights, minlength=codebook.size)
+        sum_of = np.bincount(label, weights=weights * centers, minlength=codebook.size)
+        new = np.unique(np.where(mass_of > 0, sum_of / np.where(mass_of > 0, mass_of, 1.0), codebook))
+        done = new.size == codebook.size and np.allclose(new, codebook, rtol=0, atol=1e-9)
         codebook = new
-    codebook = np.unique(np.concatenate([codebook, uniform]))
+        if done:
+            break
     if codebook.size < k:  # merged entries: split the widest gaps
-        extra = []
         gaps = np.diff(codebook)
-        for i in np.argsort(gaps)[::-1][: k - codebook.size]:
-            extra.append((codebook[i] + codebook[i + 1]) / 2.0)
+        extra = [(codebook[i] + codebook[i + 1]) / 2.0 for i in np.argsort(gaps)[::-1][: k - codebook.size]]
         codebook = np.unique(np.concatenate([codebook, extra]))
         if codebook.size < k:
             codebook = np.concatenate([codebook, np.full(k - codebook.size, codebook[-1])])

@@ -22,18 +22,22 @@ _PALETTE_ROW = 64  # entries per row of shN_centroids.webp
 
 @dataclass
 class SogConfig:
-    """How a scene is compressed to SOG (defaults: PLAS layout, an SH palette of N / 32 entries)."""
+    """How a scene is compressed to SOG (defaults: Morton layout, an SH palette of N / 32 entries,
+    positions within 5% of each Gaussian's smallest standard deviation)."""
 
-    sort: Literal["plas", "morton"] = "plas"  # texel layout: "plas" (smooth images, smaller files) or "morton" (faster)
+    # Texel layout: "morton" (a Z-order curve over positions, as splat-transform writes) or "plas"
+    # (sorted on position, colour and scale). Morton is the default: on the garden points its
+    # position images are half the size and the file 2% smaller, on the trained demo scene 1.2%
+    # larger, and it encodes 4-10x faster (PLAS passes cost ~30 s on 140k Gaussians).
+    sort: Literal["plas", "morton"] = "morton"
     plas_iterations: int = 0  # PLAS blur + swap passes per tile size; 0 picks a number for N
     palette_size: int = 0  # SH palette entries (<= 65536); 0 picks a size for N (see default_palette_size)
     kmeans_iterations: int = 10  # Lloyd iterations of the SH palette k-means
     webp_method: Literal[0, 1, 2, 3, 4, 5, 6] = 4  # WebP lossless effort 0-6: higher is smaller and slower
     # How far a Gaussian may move, as a fraction of its smallest standard deviation, so that its
-    # 16-bit position codes can drop low bits (0: full precision). At 0.1 a Gaussian's footprint
-    # changes by at most ~6% of its peak along its thinnest axis; on the trained demo scene the
-    # file shrank by 0.9 bytes per Gaussian (means_l.webp 3.0 -> 2.1) for 0.005 dB of test PSNR.
-    position_slack: float = 0.1
+    # 16-bit position codes can drop low bits (0: full precision). The trade of size for PSNR:
+    # see benchmarks/compress_rd.py for the curve against splat-transform's.
+    position_slack: float = 0.05
     seed: int = 0  # PLAS start layout and k-means seeding
 
 
@@ -78,6 +82,21 @@ def layout_features(gaussians: Gaussians) -> np.ndarray:  # [N, 9]
     return np.concatenate([standard(a.means), standard(rgb), 0.5 * standard(a.scales)], 1).astype(np.float32)
 
 
+def pixel_weights(gaussians: Gaussians) -> np.ndarray:  # [N]
+    """How much each Gaussian's attribute errors cost in pixels, up to a common factor: its
+    opacity times its footprint's area (the product of its two largest standard deviations).
+
+    An error in a scale, colour or SH value changes a Gaussian's render in proportion to its
+    opacity, over its footprint; the 1D codebooks weight values by this (see `quantize_1d`).
+    Depth is unknown here, so a Gaussian far away counts as much as one of its size nearby."""
+    a = arrays_of(gaussians)
+    if not len(a):
+        return np.zeros(0)
+    s = np.sort(a.scales.astype(np.float64), axis=1)
+    log_area = s[:, 1] + s[:, 2]
+    return sigmoid(a.opacities).astype(np.float64) * np.exp(log_area - log_area.max())
+
+
 def encode_sog(gaussians: Gaussians, config: SogConfig | None = None) -> SogContent:
     """Choose the texel order and the codebooks for `gaussians` and pack them as SOG images."""
     cfg = config or SogConfig()
@@ -98,8 +117,9 @@ def encode_sog(gaussians: Gaussians, config: SogConfig | None = None) -> SogCont
         order = plas_order(layout_features(gaussians), width, PlasConfig(passes, seed=cfg.seed))
     else:
         order = morton_order(a.means)
-    scales_cb = quantize_1d(a.scales)
-    sh0_cb = quantize_1d(a.sh0)
+    weight = pixel_weights(gaussians)[:, None]
+    scales_cb = quantize_1d(a.scales, importance=weight)
+    sh0_cb = quantize_1d(a.sh0, importance=weight)
     palette = labels = shn_cb = None
     k = a.shN.shape[1]
     if k:
@@ -114,7 +134,9 @@ def encode_sog(gaussians: Gaussians, config: SogConfig | None = None) -> SogCont
             palette = palette.reshape(-1, 3, k).transpose(0, 2, 1)
         else:
             palette, labels = np.zeros((1, k, 3), np.float32), np.zeros(0, np.int64)
-        shn_cb = quantize_1d(palette)
+        # A palette entry's values weigh as much as the Gaussians that use it.
+        entry_weight = np.bincount(labels, weights=weight[:, 0], minlength=len(palette)) if n else np.ones(len(palette))
+        shn_cb = quantize_1d(palette, importance=entry_weight[:, None, None])
     tolerance = np.exp(a.scales.min(1).astype(np.float64)) * cfg.position_slack if cfg.position_slack else None
     return pack_sog(gaussians, order, scales_cb, sh0_cb, palette, labels, shn_cb, position_tolerance=tolerance)
 

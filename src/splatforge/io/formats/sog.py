@@ -40,6 +40,7 @@ from splatforge.errors import FormatError, SplatforgeError
 from splatforge.io.formats.common import (PathLike, arrays_of, gaussians_from, logit, pack_smallest_three,
                                            sigmoid, unpack_smallest_three)
 
+SOG_VERSION = 2  # the one version read and written
 _SQRT2 = math.sqrt(2.0)
 _MAX_META_BYTES = 16 << 20
 _MAX_COUNT = 16383 * 16383  # WebP's largest image
@@ -74,7 +75,7 @@ class SogContent:
 
     def meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
-            "version": 2,
+            "version": SOG_VERSION,
             "asset": {"generator": "splatforge"},
             "count": self.count,
             "means": {"mins": self.means_mins, "maxs": self.means_maxs,
@@ -385,6 +386,18 @@ def _decode_webp(source: _Source, name: str, max_pixels: int, min_pixels: int,
     return rgba.reshape(-1, 4)
 
 
+def _check_version(path: PathLike, version: Any) -> None:
+    if version == SOG_VERSION:
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version > SOG_VERSION:
+        raise FormatError(f"{path}: SOG version {version} is newer than splatforge reads (SOG version "
+                          f"{SOG_VERSION}, what splat-transform 3.7 writes). "
+                          "Update splatforge, or convert the file to PLY with the tool that wrote it")
+    found = "no version" if version is None else f"version {version!r}"
+    raise _meta_error(path, f"declares {found}; splatforge reads SOG version {SOG_VERSION} only (what "
+                            "splat-transform 3.7 writes): write the scene again as SOG version 2")
+
+
 def read_sog(path: PathLike) -> Gaussians:
     """Read a SOG (version 2): a `.sog` zip bundle, a folder holding meta.json, or meta.json."""
     source = _Source(path)
@@ -402,8 +415,7 @@ def _read(source: _Source) -> Gaussians:
         raise FormatError(f"{path}: meta.json is not valid JSON ({e})") from None
     if not isinstance(meta, dict):
         raise _meta_error(path, "is not a JSON object")
-    if meta.get("version") != 2:
-        raise _meta_error(path, f"declares version {meta.get('version')!r}; this reader takes SOG version 2")
+    _check_version(path, meta.get("version"))
     n = _int(path, meta.get("count"), "count", 0, _MAX_COUNT)
     # Writers pick the image shape; any shape holding `count` texels is valid, but no sane one
     # has more than about 4x the texels (a power-of-two grid) plus a few rows.

@@ -46,6 +46,7 @@ HEADER_V4 = struct.Struct("<IIIBBBBI12x")
 TOC_ENTRY = struct.Struct("<QQ")
 FLAG_HAS_EXTENSIONS = 0x2
 VERSIONS_WRITTEN = (3, 4)
+VERSIONS_READ = (2, 3, 4)
 # The best a zstd stream can do is an RLE block: 128 KiB from 4 bytes. Declared sizes beyond this
 # many times the compressed bytes are lies; anything below is still decompressed in slices, so
 # memory follows the data actually produced, never the declared size.
@@ -159,8 +160,7 @@ def decode_spz(data: bytes, path: PathLike = "<bytes>") -> Gaussians:
     if magic != MAGIC:
         raise FormatError(f"{path}: not an SPZ file (no 'NGSP' magic{'' if gzipped else ' and not gzip'})")
     if version not in (2, 3):
-        extra = " (version 4 is never gzipped: it holds zstd streams)" if version == 4 else ""
-        raise FormatError(f"{path}: SPZ version {version} is not supported{extra}; this reader takes 2-4")
+        raise _version_error(path, version, gzipped)
     if degree > 3:
         raise FormatError(f"{path}: SPZ header declares SH degree {degree}; supported are 0-3")
     if bits > 24:
@@ -180,6 +180,18 @@ def decode_spz(data: bytes, path: PathLike = "<bytes>") -> Gaussians:
     return _unpack(raw, version, n, degree, bits)
 
 
+def _version_error(path: PathLike, version: int, gzipped: bool) -> FormatError:
+    """What a header with an unreadable version gets: the version found and those read."""
+    read = f"splatforge reads SPZ versions {VERSIONS_READ[0]}-{VERSIONS_READ[-1]}"
+    if version > VERSIONS_READ[-1]:
+        return FormatError(f"{path}: SPZ version {version} is newer than {read} (2 and 3 gzipped, 4 with zstd "
+                           "streams). Update splatforge, or convert the file to PLY with the tool that wrote it")
+    if version == 4 and gzipped:
+        return FormatError(f"{path}: a gzipped SPZ declaring version 4, which is never gzipped (it holds zstd "
+                           f"streams); {read}: the file is corrupt or was written wrongly")
+    return FormatError(f"{path}: SPZ version {version} is not one splatforge reads ({read})")
+
+
 def _block_sizes(version: int, n: int, degree: int) -> list[int]:
     """Bytes of the positions, alphas, colours, scales, rotations and SH blocks."""
     k = (degree + 1) ** 2 - 1
@@ -192,7 +204,7 @@ def _decode_v4(data: bytes, path: PathLike) -> Gaussians:
                           f"({HEADER_V4.size} bytes)")
     magic, version, n, degree, bits, flags, num_streams, toc_at = HEADER_V4.unpack_from(data)
     if version != 4:
-        raise FormatError(f"{path}: SPZ version {version} is not supported; this reader takes 2-4")
+        raise _version_error(path, version, gzipped=False)
     if degree > 3:
         raise FormatError(f"{path}: SPZ header declares SH degree {degree}; supported are 0-3")
     if bits > 24:
