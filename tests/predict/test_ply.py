@@ -77,3 +77,20 @@ def test_splatforge_reads_the_file_back(reference, tmp_path):
     torch.testing.assert_close(g.means, pred.means)
     torch.testing.assert_close(g.rgb(), pred.srgb_colors(), rtol=1e-5, atol=1e-5)
     assert quaternions_to_matrices(g.quats.double()).shape == (pred.num_gaussians, 3, 3)
+
+
+def test_numba_vertex_rows_match_the_torch_reference(reference):
+    from splatforge.predict.ply import vertex_array, vertex_array_torch
+
+    pred = reference_prediction(reference)
+    gen = torch.Generator().manual_seed(0)
+    # Colours across both branches of the sRGB curve, opacities near 0 and 1.
+    pred.colors = torch.rand(pred.num_gaussians, 3, generator=gen) ** 4
+    pred.opacities = torch.rand(pred.num_gaussians, generator=gen).clamp(1e-6, 1 - 1e-6)
+    for space in ("linearRGB", "sRGB"):
+        pred.color_space = space
+        got, expected = vertex_array(pred), vertex_array_torch(pred)
+        assert got.dtype == expected.dtype
+        for field in expected.dtype.names:
+            np.testing.assert_allclose(got[field], expected[field], rtol=2e-6, atol=2e-6,
+                                       err_msg=f"{space} {field}")

@@ -39,7 +39,7 @@ from .checkpoint import (
 from .focal import exif_tags, focal_length_35mm, focal_mm_to_px
 from .sharp import RGBGaussianPredictor, SharpGaussians, create_predictor, linear_to_srgb
 from .sharp.presets import PRESETS, preset_params, randomize_weights
-from .unproject import transform_gaussians, unprojection_matrix
+from .unproject import transform_gaussians_cpu, unprojection_matrix
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
 
@@ -191,7 +191,7 @@ def unproject(raw: SharpGaussians, focal_length_px: float, image_size: tuple[int
               internal_size: int, color_space: str = "linearRGB") -> Prediction:
     """Network output (batch of one) -> metric `Prediction` (see `unproject.py`)."""
     linear = unprojection_matrix(focal_length_px, image_size, internal_size)
-    means, quats, scales = transform_gaussians(
+    means, quats, scales = transform_gaussians_cpu(
         raw.mean_vectors[0].cpu(), raw.quaternions[0].cpu(), raw.singular_values[0].cpu(),
         linear, torch.zeros(3, dtype=torch.float64))
     return Prediction(means, scales, quats, raw.colors[0].cpu(), raw.opacities[0].cpu(),
