@@ -140,10 +140,23 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(case, message, mini_check
     assert list(tmp_path.glob("out*")) == []
 
 
-def test_command_line_presets_match_the_library():
+def test_command_line_choices_match_the_library():
     from typing import get_args
 
     from splatforge.generate import PRESETS
-    from splatforge.generate_cli import Preset
+    from splatforge.generate.api import PRECISIONS
+    from splatforge.generate_cli import Precision, Preset
 
     assert get_args(Preset) == PRESETS
+    assert get_args(Precision) == PRECISIONS
+
+
+def test_bf16_runs_in_bfloat16_and_stays_close_to_fp32(mini_generator):
+    views = object_views()
+    full = run_network(mini_generator, views)
+    half = run_network(mini_generator, views, precision="bf16")
+    difference = (full - half).abs()
+    assert difference.max() > 0  # it did run in bfloat16
+    assert difference[:, 0:3].max() < 0.05 and difference[:, 11:].max() < 0.05
+    with pytest.raises(SplatforgeError, match="precision must be one of fp32, bf16"):
+        run_network(mini_generator, views, precision="fp16")

@@ -10,6 +10,7 @@ from typing import Mapping
 
 import torch
 
+from splatforge._state_dict import state_dict_mismatch
 from splatforge.errors import SplatforgeError
 
 from .model import LGMNetwork
@@ -79,21 +80,10 @@ def load_checkpoint(model: LGMNetwork, preset: str, state: Mapping[str, torch.Te
     """`load_state_dict(strict=True, assign=True)` (the model may live on the meta device), the
     tensors cast to float32; a mismatch lists the first differing keys and names the preset the
     checkpoint belongs to when it is another of ours."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k}: checkpoint {tuple(state[k].shape)}, model {shape}"
-             for k, shape in expected.items() if k in state and tuple(state[k].shape) != shape]
-    if missing or unexpected or wrong:
-        parts = []
-        for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                             ("wrong shapes", wrong)):
-            if items:
-                more = f" (+{len(items) - shown} more)" if len(items) > shown else ""
-                parts.append(f"{len(items)} {label}: {', '.join(items[:shown])}{more}")
+    mismatch = state_dict_mismatch(model.state_dict(), state, shown)
+    if mismatch:
         other = _matching_preset(state)
         hint = (f"it is a {other!r} checkpoint: pass --preset {other}" if other else
                 "it is not an LGM checkpoint of any preset")
-        raise SplatforgeError(f"{source} does not match the LGM {preset!r} network ({hint}); "
-                              + "; ".join(parts))
+        raise SplatforgeError(f"{source} does not match the LGM {preset!r} network ({hint}); {mismatch}")
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
