@@ -7,7 +7,7 @@
 
 `precision`: for each variant of `export-onnx --full` (fp32, fp16 weights, int8 dynamic
 quantization) on each photo: file size, ONNX Runtime CPU seconds and wall seconds per prediction
-(best of 3, variants run in turn in this process; ratio to fp32), the largest and mean error of the
+(least of 5 each, variants run in turn in this process; ratio of CPU seconds to fp32), the largest and mean error of the
 Gaussians against fp32 (means in m, covariances in m^2, colours, opacities), and the PSNR between
 renders of the two predictions (the input view and a forward-moved view, splatforge's CPU
 rasterizer). Photos: the parity fixture, two Buddha photos (grayscale), a render of the demo scene
@@ -80,7 +80,7 @@ def demo_photo(folder: Path) -> Path:
     from splatforge.demo.capture import make_demo_capture
 
     capture = make_demo_capture(folder / "demo", num_views=3, width=320, height=240)
-    return sorted((capture / "images").glob("*"))[0]
+    return min((capture / "images").glob("*"))
 
 
 # --- precision: the small preset, in this process ------------------------------------------------
@@ -88,7 +88,12 @@ def demo_photo(folder: Path) -> Path:
 def bench_precision(workdir: Path) -> None:
     from splatforge.predict import build_predictor, predict_image
     from splatforge.predict.api import load_photo
-    from splatforge.predict.onnx import PRECISIONS, convert_onnx, export_onnx, load_onnx_predictor
+    from splatforge.predict.onnx import (
+        PRECISIONS,
+        convert_onnx,
+        export_onnx,
+        load_onnx_predictor,
+    )
 
     data = ROOT / "tests" / "predict" / "data"
     model = build_predictor("small", checkpoint=data / "sharp_small_state_dict.pt")
@@ -116,19 +121,19 @@ def bench_precision(workdir: Path) -> None:
         rgb, _ = load_photo(photo)
         results = {}
         for precision, session in sessions.items():
-            def run(session=session):
+            def run(session=session, rgb=rgb, f_px=f_px):
                 return predict_image((rgb * 255).round().astype(np.uint8), session, backend="onnx",
                                      focal_length_px=f_px)
             run()
-            best = min((clock(run) for _ in range(3)), key=lambda r: r[1])
-            results[precision] = best
-        base, base_wall, _ = results["fp32"]
+            runs = [clock(run) for _ in range(5)]  # the least disturbed of 5: wall, CPU separately
+            results[precision] = (runs[0][0], min(r[1] for r in runs), min(r[2] for r in runs))
+        base, _, base_cpu = results["fp32"]
         for precision, (pred, wall, cpu) in results.items():
             if precision == "fp32":
                 print(f"{label:<28} {precision:<6} {wall:>7.3f} {cpu:>7.3f} {1.0:>6.2f}")
                 continue
             e = gaussian_errors(base, pred)
-            print(f"{label:<28} {precision:<6} {wall:>7.3f} {cpu:>7.3f} {wall / base_wall:>6.2f} "
+            print(f"{label:<28} {precision:<6} {wall:>7.3f} {cpu:>7.3f} {cpu / base_cpu:>6.2f} "
                   + " ".join(f"{e[k][0]:>9.1e}/{e[k][1]:<8.1e}" for k in
                              ("means", "covariances", "colors", "opacities"))
                   + f" {render_psnr(base, pred):>8.2f}")
@@ -204,6 +209,7 @@ def step(name: str, workdir: Path) -> dict:
     else:
         raise SystemExit(f"unknown step {name}")
     out["peak_gib"] = peak_gib()
+    out["load"] = os.getloadavg()[0]  # the machine's 1-minute load average as the row ended
     return out
 
 
@@ -214,7 +220,7 @@ def run_step(name: str, workdir: Path, reuse: bool = False) -> dict:
     if reuse and cached.exists():
         return json.loads(cached.read_text())
     proc = subprocess.run([sys.executable, __file__, "_step", name, "--workdir", str(workdir)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"step {name} failed:\n{proc.stderr[-3000:]}")
     cached.write_text(proc.stdout.strip().splitlines()[-1])
@@ -232,28 +238,29 @@ def bench_full(workdir: Path, variants: list[str], reuse: bool) -> None:
     if not (workdir / "fp32.onnx").exists():
         r = run_step("export", workdir)
         print(f"export (once): {r['wall']:.0f} s wall, {r['cpu']:.0f} s CPU, peak {r['peak_gib']:.2f} GiB")
-    for precision in variants:
-        if not (workdir / f"{precision}.onnx").exists():
-            r = run_step(f"convert-{precision}", workdir)
-            print(f"convert to {precision} (once): {r['wall']:.0f} s, peak {r['peak_gib']:.2f} GiB")
-    sizes = {p: model_gib(workdir / f"{p}.onnx") for p in ["fp32", *variants]}
     rows = {}
     for name in ["torch", "ort-fp32", *(f"ort-{p}" for p in variants), "unproject-ply"]:
+        precision = name[4:] if name.startswith("ort-") else "fp32"
+        if not (workdir / f"{precision}.onnx").exists():
+            r = run_step(f"convert-{precision}", workdir)
+            print(f"convert to {precision} (once): {r['wall']:.0f} s wall, {r['cpu']:.0f} s CPU, "
+                  f"peak {r['peak_gib']:.2f} GiB")
         rows[name] = run_step(name, workdir, reuse)
         print(f"  ran {name}: {rows[name]['wall']:.1f} s", flush=True)
+    sizes = {p: model_gib(workdir / f"{p}.onnx") for p in ["fp32", *variants]}
     base = rows["torch"]["wall"]
-    print(f"\nfull-size SHARP, 1536x1536, {rows['torch']['gaussians']:,} Gaussians, {THREADS} threads; "
-          f"load average before/after: {os.getloadavg()[0]:.1f}")
-    print(f"{'row':<30} {'wall s':>8} {'cpu s':>8} {'x torch':>8} {'peak GiB':>9}  note")
+    print(f"\nfull-size SHARP, 1536x1536, {rows['torch']['gaussians']:,} Gaussians, {THREADS} threads")
+    print(f"{'row':<16} {'wall s':>8} {'cpu s':>8} {'wall/torch':>10} {'cpu/torch':>9} {'peak GiB':>9}  note")
     for name, r in rows.items():
         note = ""
         if name.startswith("ort-"):
-            p = name[4:]
-            note = f"model {sizes[p]:.2f} GiB, session load {r['load_s']:.1f} s"
+            note = f"model {sizes[name[4:]]:.2f} GiB, session load {r['load_s']:.1f} s"
         elif name == "torch":
             note = f"network only; build {r['build_s']:.0f} s"
-        ratio = f"{r['wall'] / base:>8.2f}" if name != "unproject-ply" else f"{'':>8}"
-        print(f"{name:<30} {r['wall']:>8.1f} {r['cpu']:>8.1f} {ratio} {r['peak_gib']:>9.2f}  {note}")
+        ratios = (f"{r['wall'] / base:>10.2f} {r['cpu'] / rows['torch']['cpu']:>9.2f}"
+                  if name != "unproject-ply" else f"{'':>10} {'':>9}")
+        note += f"; load {r.get('load', float('nan')):.1f}"
+        print(f"{name:<16} {r['wall']:>8.1f} {r['cpu']:>8.1f} {ratios} {r['peak_gib']:>9.2f}  {note}")
     reference = load_prediction(workdir / "pred_torch.npz")
     fp32 = load_prediction(workdir / "pred_fp32.npz")
     print(f"\n{'pair':<22} {'means max/mean (m)':>20} {'cov max/mean':>18} {'colour max/mean':>16} "

@@ -13,7 +13,7 @@ from PIL import Image
 
 from splatforge.cli import main as run
 from splatforge.errors import SplatforgeError
-from splatforge.predict import build_predictor, predict_image
+from splatforge.predict import predict_image
 from splatforge.predict.onnx import convert_onnx, export_onnx, load_onnx_predictor
 from splatforge.predict.onnx_gaussians import symmetric_eigen_jacobi
 from splatforge.predict.unproject import covariances

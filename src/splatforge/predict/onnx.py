@@ -80,8 +80,6 @@ def export_onnx(model: RGBGaussianPredictor, path: str | os.PathLike, *, full: b
         precision: "fp32", "fp16" (float16 weights) or "int8" (dynamic int8 quantization).
         opset: the ONNX opset.
     """
-    import onnx
-
     if precision not in PRECISIONS:
         raise SplatforgeError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     path = Path(path)
@@ -182,7 +180,7 @@ def _finish(source: Path, path: Path, precision: str, tag: str) -> None:
 def _external_bytes(proto) -> int:
     from onnx import TensorProto
 
-    return sum(int(dict((e.key, e.value) for e in t.external_data).get("length", 0))
+    return sum(int({e.key: e.value for e in t.external_data}.get("length", 0))
                for t in proto.graph.initializer if t.data_location == TensorProto.EXTERNAL)
 
 
