@@ -158,13 +158,24 @@ def full_photo() -> Path:
     return ROOT / "tests/data/buddha/images/00001.jpg"
 
 
+def op_times(profile: Path, most: int = 8) -> list[tuple[str, float]]:
+    """Seconds per op type in an ONNX Runtime profile, largest first."""
+    totals: dict[str, float] = {}
+    for event in json.loads(profile.read_text()):
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            totals[op] = totals.get(op, 0.0) + event["dur"] / 1e6
+    profile.unlink()
+    return sorted(totals.items(), key=lambda kv: -kv[1])[:most]
+
+
 def step(name: str, workdir: Path) -> dict:
     """One row of the full-size table, run in a subprocess of its own."""
     torch.set_num_threads(THREADS)
     from splatforge.predict import build_predictor, save_ply
     from splatforge.predict.api import load_photo, network_input, unproject
     from splatforge.predict.focal import focal_length_35mm, focal_mm_to_px
-    from splatforge.predict.onnx import convert_onnx, export_onnx, load_onnx_predictor
+    from splatforge.predict.onnx import OnnxPredictor, convert_onnx, export_onnx, session_options
     from splatforge.predict.sharp import SharpGaussians
 
     rgb, tags = load_photo(full_photo())
@@ -189,9 +200,14 @@ def step(name: str, workdir: Path) -> dict:
         out["gaussians"] = int(raw.mean_vectors.shape[1])
     elif name.startswith("ort-"):
         precision = name.split("-", 1)[1]
-        session, out["load_s"], _ = clock(lambda: load_onnx_predictor(workdir / f"{precision}.onnx",
-                                                                      threads=THREADS))
+        options = session_options(THREADS)
+        # Per-node timings (microseconds of overhead per node, against minutes of run).
+        options.enable_profiling = True
+        options.profile_file_prefix = str(workdir / f"profile_{precision}")
+        session, out["load_s"], _ = clock(lambda: OnnxPredictor(workdir / f"{precision}.onnx",
+                                                                options=options))
         pred, out["wall"], out["cpu"] = clock(lambda: session.predict(rgb, f_px))
+        out["ops"] = op_times(Path(session.session.end_profiling()))
         save_prediction(pred, workdir / f"pred_{precision}.npz")
         out["gaussians"] = pred.num_gaussians
     elif name == "unproject-ply":
@@ -261,6 +277,11 @@ def bench_full(workdir: Path, variants: list[str], reuse: bool) -> None:
                   if name != "unproject-ply" else f"{'':>10} {'':>9}")
         note += f"; load {r.get('load', float('nan')):.1f}"
         print(f"{name:<16} {r['wall']:>8.1f} {r['cpu']:>8.1f} {ratios} {r['peak_gib']:>9.2f}  {note}")
+    for name, r in rows.items():
+        if "ops" in r:
+            total = sum(t for _, t in r["ops"])
+            print(f"  {name} time by op type: " + ", ".join(f"{op} {t:.1f} s" for op, t in r["ops"])
+                  + f" (top {len(r['ops'])}: {total:.1f} s)")
     reference = load_prediction(workdir / "pred_torch.npz")
     fp32 = load_prediction(workdir / "pred_fp32.npz")
     print(f"\n{'pair':<22} {'means max/mean (m)':>20} {'cov max/mean':>18} {'colour max/mean':>16} "
