@@ -175,7 +175,12 @@ def step(name: str, workdir: Path) -> dict:
     from splatforge.predict import build_predictor, save_ply
     from splatforge.predict.api import load_photo, network_input, unproject
     from splatforge.predict.focal import focal_length_35mm, focal_mm_to_px
-    from splatforge.predict.onnx import OnnxPredictor, convert_onnx, export_onnx, session_options
+    from splatforge.predict.onnx import (
+        OnnxPredictor,
+        convert_onnx,
+        export_onnx,
+        session_options,
+    )
     from splatforge.predict.sharp import SharpGaussians
 
     rgb, tags = load_photo(full_photo())
