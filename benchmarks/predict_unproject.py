@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from predict import synthetic_raw  # benchmarks/predict.py: the same seeded network-like outputs
 from splatforge.io.ply_format import write_ply_elements
 from splatforge.predict import Prediction, create_predictor, save_ply
 from splatforge.predict.ply import ply_elements, vertex_array_torch
@@ -53,19 +54,6 @@ def measured_gaussian_count(preset: str = "default") -> tuple[int, int]:
         with torch.no_grad():
             out = model(torch.empty(1, 3, size, size), torch.empty(1))
     return size, int(out.mean_vectors.shape[1])
-
-
-def random_outputs(n: int, seed: int = 0) -> SharpGaussians:
-    gen = torch.Generator().manual_seed(seed)
-    z = 1 + 19 * torch.rand(n, 1, generator=gen)
-    xy = (torch.rand(n, 2, generator=gen) * 2 - 1) * z
-    return SharpGaussians(
-        mean_vectors=torch.cat([xy, z], 1)[None],
-        singular_values=(0.001 + 0.01 * torch.rand(n, 3, generator=gen))[None],
-        quaternions=torch.randn(n, 4, generator=gen)[None],
-        colors=torch.rand(n, 3, generator=gen)[None],
-        opacities=(0.01 + 0.98 * torch.rand(n, generator=gen))[None],
-    )
 
 
 def unproject_with(transform, raw: SharpGaussians, size: int) -> Prediction:
@@ -103,7 +91,7 @@ def main(argv=None) -> None:
     size, n = measured_gaussian_count()
     print(f"default network at {size}x{size}: {n:,} Gaussians per image (meta-device forward); "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    raw = random_outputs(n)
+    raw = synthetic_raw(n)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, transform, write in (("reference (torch)", transform_gaussians, save_ply_reference),

@@ -61,10 +61,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch import nn
 
 from splatforge.errors import SplatforgeError
 
+from .onnx import _Exportable
 from .sharp import RGBGaussianPredictor, SharpGaussians
 
 COREMLTOOLS_VERSION = "9.0"
@@ -92,8 +92,7 @@ _DESCRIPTIONS = {
 CPU_ONLY_OPS = frozenset({
     "gather", "gather_nd", "gather_along_axis", "scatter", "scatter_nd", "scatter_along_axis",
     "non_zero", "non_maximum_suppression", "topk", "argsort", "while_loop", "cond", "lstm", "gru",
-    "rnn", "random_bernoulli", "random_categorical", "random_normal", "random_uniform", "band_part",
-    "shape", "range_1d", "einsum",
+    "rnn", "random_bernoulli", "random_categorical", "random_normal", "random_uniform",
 })
 _FLOAT_TYPES = ("FLOAT16", "FLOAT32")
 
@@ -113,17 +112,6 @@ def require_coremltools():
     finally:
         log.setLevel(level)
     return coremltools
-
-
-class _Traceable(nn.Module):
-    """The network with a flat tuple of outputs, in OUTPUT_NAMES order, for torch.jit.trace."""
-
-    def __init__(self, model: RGBGaussianPredictor) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor, disparity_factor: torch.Tensor):
-        return tuple(self.model(image, disparity_factor))
 
 
 _fixes_registered = False
@@ -203,7 +191,8 @@ def export_coreml(model: RGBGaussianPredictor, path: str | os.PathLike, *,
         # The Python-side shape arithmetic is constant at the fixed input size, as the tracer warns.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # jit.trace: still coremltools' path
-        traced = torch.jit.trace(_Traceable(model), (image, factor), check_trace=False)
+        # ONNX's export wrapper: the network with its outputs as a flat tuple in OUTPUT_NAMES order.
+        traced = torch.jit.trace(_Exportable(model), (image, factor), check_trace=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "torch 2.13 has not been tested with coremltools"
         mlmodel = ct.convert(
