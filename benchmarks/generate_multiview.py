@@ -5,7 +5,8 @@
 
 Rows: one denoising step of the released architecture (UNetConfig defaults, ~0.9 G parameters) on
 4 views + the picture's view at 256x256 (latents 32x32), as the classifier-free-guidance batch
-(10 frames: what `generate` runs) and as a single batch (5 frames, guidance 1) for the ratio; the
+(10 frames: what `generate` runs), as a single batch (5 frames, guidance 1) and with bfloat16
+weights (`MultiViewPipeline.load(precision="bf16")`), for the ratios; the
 VAE (Stable Diffusion 2.1's config) encoding the picture and decoding the 4 views; with
 --encoders, OpenCLIP ViT-H/14 image features and text tokens at their released sizes. Each row
 gives wall and process CPU seconds (the machine may be shared: CPU seconds are the steadier
@@ -72,7 +73,10 @@ def bench_unet(repeats: int) -> tuple[float, float]:
     row("U-Net build, random weights", time.perf_counter() - start, cpu_seconds() - cpu,
         f"{params / 1e9:.3f} G params")
     per_step = {}
-    for label, batch in (("with guidance (10 frames)", 2), ("guidance 1 (5 frames)", 1)):
+    for label, batch, dtype in (("with guidance (10 frames)", 2, torch.float32),
+                                ("guidance 1 (5 frames)", 1, torch.float32),
+                                ("with guidance, bf16 weights", 2, torch.bfloat16)):
+        unet = unet.to(dtype)
         gen = torch.Generator().manual_seed(1)
         x = torch.randn(batch * FRAMES, config.in_channels, LATENT, LATENT, generator=gen)
         t = torch.full((batch * FRAMES,), 500.0)
@@ -80,12 +84,14 @@ def bench_unet(repeats: int) -> tuple[float, float]:
         camera = torch.randn(batch * FRAMES, config.camera_dim, generator=gen)
         ip = torch.randn(batch * FRAMES, 257, config.image_embedding_dim, generator=gen)
         ip_img = torch.randn(batch, config.in_channels, LATENT, LATENT, generator=gen)
+        x, context, camera, ip, ip_img = (v.to(dtype) for v in (x, context, camera, ip, ip_img))
         wall, cpu = timed(lambda: unet(x, t, context, camera=camera, num_views=FRAMES, ip=ip,
                                        ip_img=ip_img), repeats)
         per_step[label] = (wall, cpu)
         row(f"U-Net step, {label}", wall, cpu)
-    (g_wall, g_cpu), (s_wall, s_cpu) = per_step.values()
-    print(f"guidance costs x{g_wall / s_wall:.2f} wall, x{g_cpu / s_cpu:.2f} CPU per step")
+    (g_wall, g_cpu), (s_wall, s_cpu), (b_wall, b_cpu) = per_step.values()
+    print(f"guidance costs x{g_wall / s_wall:.2f} wall, x{g_cpu / s_cpu:.2f} CPU per step; "
+          f"bf16 takes x{b_wall / g_wall:.2f} wall, x{b_cpu / g_cpu:.2f} CPU of fp32")
     return g_wall, g_cpu
 
 

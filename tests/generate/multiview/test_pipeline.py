@@ -127,3 +127,15 @@ def test_unet_weights_of_another_config_name_the_mismatch(tiny_pipeline_folder, 
     (folder / "unet" / "config.json").write_text(json.dumps(config))
     with pytest.raises(SplatforgeError, match=r"does not match the multi-view U-Net.*missing"):
         MultiViewPipeline.load(str(folder))
+
+
+def test_bf16_unet_gives_nearly_the_same_views(pipeline, tiny_pipeline_folder):
+    low = MultiViewPipeline.load(str(tiny_pipeline_folder), image_size=SIZE, precision="bf16")
+    assert next(low.unet.parameters()).dtype == torch.bfloat16
+    views = pipeline(_picture(), steps=1, seed=2, progress=False)
+    low_views = low(_picture(), steps=1, seed=2, progress=False)
+    assert low_views.dtype == np.float32
+    difference = np.abs(low_views - views)
+    assert 0 < difference.max() < 0.1 and difference.mean() < 0.01
+    with pytest.raises(SplatforgeError, match="precision must be one of fp32, bf16"):
+        MultiViewPipeline.load(str(tiny_pipeline_folder), precision="fp16")

@@ -34,6 +34,9 @@ ELEVATION = 0.0  # degrees, as LGM asks for
 # ImageDream's frame 1 is the picture's own viewpoint; LGM's views start there (infer.py takes
 # frames 1, 2, 3, 0): views at azimuth 0, 90, 180, 270 of LGM's cameras
 LGM_ORDER = (1, 2, 3, 0)
+# the U-Net's arithmetic; bf16 takes ~0.6x the CPU time per step on CPUs with AVX512-BF16/AMX
+# (benchmarks/generate_multiview.py) and half the U-Net's memory
+UNET_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def _import_components() -> dict[str, Any]:
@@ -69,11 +72,15 @@ class MultiViewPipeline:
 
     @classmethod
     def load(cls, model: str | Path | None = None, *, device: str | torch.device = "cpu",
-             image_size: int = IMAGE_SIZE) -> "MultiViewPipeline":
+             image_size: int = IMAGE_SIZE, precision: str = "fp32") -> "MultiViewPipeline":
         """Load from a local diffusers-layout folder, or a Hugging Face repo id looked up only
         in the local Hugging Face cache (default `ashawkey/imagedream-ipmv-diffusers`). Weights
         are used in float32 (the released ones are float16). `image_size`: the views' size;
-        ImageDream was trained at 256 (tests use less with tiny random parts)."""
+        ImageDream was trained at 256 (tests use less with tiny random parts). `precision`
+        "bf16" keeps the U-Net in bfloat16 (the other parts stay float32)."""
+        if precision not in UNET_DTYPES:
+            raise SplatforgeError(f"precision must be one of {', '.join(UNET_DTYPES)}, "
+                                  f"got {precision!r}")
         folder = resolve_model_folder(model)
         kinds = _import_components()
         parts: dict[str, Any] = {}
@@ -92,7 +99,8 @@ class MultiViewPipeline:
             except (OSError, ValueError, KeyError, TypeError) as err:
                 raise SplatforgeError(f"cannot load the {name} of {folder}: "
                                       f"{str(err).splitlines()[0] if str(err) else err!r}") from err
-        return cls(load_unet(folder, device), device=device, image_size=image_size, **parts)
+        unet = load_unet(folder, device).to(UNET_DTYPES[precision])
+        return cls(unet, device=device, image_size=image_size, **parts)
 
     def _encode_text(self) -> torch.Tensor:  # [1, T, context_dim]
         """The empty prompt's tokens (LGM gives no text): computed once."""
@@ -148,14 +156,16 @@ class MultiViewPipeline:
         else:
             context, features = text.expand(frames, -1, -1), features.expand(frames, -1, -1)
 
+        dtype = next(self.unet.parameters()).dtype
+        context, features, picture, camera = (v.to(dtype) for v in (context, features, picture, camera))
         self.scheduler.set_timesteps(steps, device=self.device)
         for t in tqdm(self.scheduler.timesteps, desc="multi-view diffusion", unit="step",
                       disable=not progress, leave=False):
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             timesteps = torch.full((model_input.shape[0],), float(t), device=self.device)
-            noise_pred = self.unet(model_input, timesteps, context, camera=camera,
-                                   num_views=frames, ip=features, ip_img=picture)
+            noise_pred = self.unet(model_input.to(dtype), timesteps, context, camera=camera,
+                                   num_views=frames, ip=features, ip_img=picture).float()
             if guided:
                 uncond, cond = noise_pred.chunk(2)
                 noise_pred = uncond + guidance * (cond - uncond)
