@@ -6,7 +6,10 @@ from ..._lazy import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "MultiViewPipeline": ".pipeline",
-    "DEFAULT_MODEL": ".pipeline",
+    "DEFAULT_MODEL": ".weights",
+    "MultiViewUNet": ".unet",
+    "UNetConfig": ".unet",
+    "view_cameras": ".cameras",
 })
 
-__all__ = ["DEFAULT_MODEL", "MultiViewPipeline"]
+__all__ = ["DEFAULT_MODEL", "MultiViewPipeline", "MultiViewUNet", "UNetConfig", "view_cameras"]
