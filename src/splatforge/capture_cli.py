@@ -36,5 +36,5 @@ def register(commands: Commands) -> None:
         _capture_options, _cmd_capture,
         description="Make a COLMAP capture (OUTPUT/images, OUTPUT/sparse/0, OUTPUT/sfm_report.json) from a folder "
                     "of photos or a video: SIFT features, exhaustive matching for up to --exhaustive-limit photos "
-                    "(sequential beyond, and for video), global mapping with incremental mapping as a second try. "
+                    "(sequential beyond, and for video), incremental mapping with global mapping as a second try. "
                     "Video: the sharpest frame of each of --num-frames windows. Prints which images registered.")

@@ -22,7 +22,16 @@ from splatforge.capture.sfm import (  # noqa: E402
 from splatforge.cli import main  # noqa: E402
 from splatforge.errors import SplatforgeError  # noqa: E402
 
-from .test_sfm_data import BUDDHA, SUBSET, buddha_names, buddha_sfm, copy_photos  # noqa: E402, F401
+from .test_sfm_data import (  # noqa: E402, F401
+    BUDDHA,
+    SUBSET,
+    buddha_names,
+    copy_photos,
+    fox_cameras,
+    fox_names,
+    phone_sfm,
+    pose_errors,
+)
 
 FAST = SfmConfig(max_image_size=256, progress=False)
 
@@ -31,44 +40,54 @@ def _no_leftovers(parent: Path) -> list[str]:
     return [p.name for p in parent.iterdir() if ".partial-" in p.name]
 
 
-def test_capture_registers_nearly_all_real_photos_and_any_colmap_reader_reads_it(buddha_sfm):
-    names = buddha_names()[SUBSET]
-    report = json.loads((buddha_sfm / REPORT_NAME).read_text())
+def test_capture_registers_nearly_all_real_photos_and_any_colmap_reader_reads_it(phone_sfm):
+    names = fox_names()[SUBSET]
+    report = json.loads((phone_sfm / REPORT_NAME).read_text())
     assert report["num_images"] == len(names)
     assert sorted(report["registered"] + report["unregistered"]) == names
-    # measured: 26 of these 30 photos at 512 px (all 67 register when SfM sees the whole capture)
-    assert len(report["registered"]) >= 0.75 * len(names)
+    assert report["registered"] == names  # measured: all 25, as all 50 of the whole capture
     assert report["matcher"] == "exhaustive" and report["num_pairs"] == len(names) * (len(names) - 1) // 2
     assert 0 < report["mean_reprojection_error"] < 1.0
     assert set(report["seconds"]) >= {"photos", "features", "matching", "mapping", "total"}
 
-    model = pycolmap.Reconstruction(str(buddha_sfm / "sparse" / "0"))
+    model = pycolmap.Reconstruction(str(phone_sfm / "sparse" / "0"))
     assert model.num_reg_images() == len(report["registered"])
     assert model.num_points3D() == report["num_points"] > 200
     assert sorted(model.images[i].name for i in model.reg_image_ids()) == report["registered"]
-    assert sorted(p.name for p in (buddha_sfm / "images").iterdir()) == names
-    with Image.open(buddha_sfm / "images" / names[0]) as im:
+    assert sorted(p.name for p in (phone_sfm / "images").iterdir()) == names
+    with Image.open(phone_sfm / "images" / names[0]) as im:
         assert max(im.size) <= 512
 
     from splatforge.io.colmap import read_colmap_model
 
-    ours = read_colmap_model(buddha_sfm)
+    ours = read_colmap_model(phone_sfm)
     assert [im.name for im in ours.images] == report["registered"]
     assert len(ours.points) == report["num_points"]
 
     from splatforge.capture import load_capture  # what `splatforge train CAPTURE` loads
 
-    capture = load_capture(buddha_sfm)
+    capture = load_capture(phone_sfm)
     assert capture.format == "colmap" and capture.points_source == "sfm"
     assert len(capture.train) + len(capture.test) == len(report["registered"])
     assert len(capture.points) == report["num_points"]
 
 
-def test_a_train_path_to_photos_reuses_the_capture_made_from_them(buddha_sfm, tmp_path):
-    photos = buddha_sfm.parent / "buddha_photos"
-    assert needs_sfm(photos) and not needs_sfm(buddha_sfm)
-    assert ensure_posed_capture(buddha_sfm, tmp_path) == buddha_sfm  # a capture is trained on as it is
-    shutil.copytree(buddha_sfm, tmp_path / "capture")
+def test_the_solved_cameras_are_the_datasets_own(phone_sfm):
+    """Registering photos with a low reprojection error is not enough: pycolmap's global mapper posed
+    all 25 of these frames at 0.47-0.64 px and put the cameras in the wrong places (relative rotations
+    off by 7-15 deg on average, 45-49 at worst; centres by 45-82% of their spread; two runs). The
+    cameras must agree with instant-ngp's (measured: 0.15-0.17 deg mean, 0.8 max, 0.35%)."""
+    model = pycolmap.Reconstruction(phone_sfm / "sparse" / "0")
+    names = sorted(im.name for im in model.images.values())
+    mean_rot, max_rot, centre = pose_errors(model, names, fox_cameras(names))
+    assert mean_rot < 0.5 and max_rot < 2.0 and centre < 0.01, (mean_rot, max_rot, centre)
+
+
+def test_a_train_path_to_photos_reuses_the_capture_made_from_them(phone_sfm, tmp_path):
+    photos = phone_sfm.parent / "phone_photos"
+    assert needs_sfm(photos) and not needs_sfm(phone_sfm)
+    assert ensure_posed_capture(phone_sfm, tmp_path) == phone_sfm  # a capture is trained on as it is
+    shutil.copytree(phone_sfm, tmp_path / "capture")
     made = (tmp_path / "capture" / "sparse" / "0" / "points3D.bin").stat().st_mtime_ns
     assert ensure_posed_capture(photos, tmp_path) == tmp_path / "capture"
     assert (tmp_path / "capture" / "sparse" / "0" / "points3D.bin").stat().st_mtime_ns == made

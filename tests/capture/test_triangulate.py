@@ -13,19 +13,19 @@ from splatforge.capture.triangulate import triangulate_known_poses, triangulated
 from splatforge.errors import SplatforgeError  # noqa: E402
 from splatforge.io.colmap import read_colmap_model, undistort_image  # noqa: E402
 
-from .test_sfm_data import BUDDHA, buddha_names, buddha_sfm, dataset_cameras  # noqa: E402, F401
+from .test_sfm_data import BUDDHA, buddha_names, dataset_cameras, phone_sfm  # noqa: E402, F401
 
 
 def load(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0
 
 
-def test_points_from_the_sfm_poses_lie_in_the_sfm_points_bounds_with_low_error(buddha_sfm):
-    model = read_colmap_model(buddha_sfm)
+def test_points_from_the_sfm_poses_lie_in_the_sfm_points_bounds_with_low_error(phone_sfm):
+    model = read_colmap_model(phone_sfm)
     images, Ks, viewmats = [], [], []
     for view in model.images:
         camera = model.cameras[view.camera_id]
-        images.append(undistort_image(load(buddha_sfm / "images" / view.name), camera))
+        images.append(undistort_image(load(phone_sfm / "images" / view.name), camera))
         Ks.append(camera.K)
         viewmats.append(view.viewmat)
     Ks, viewmats = np.stack(Ks), np.stack(viewmats)
