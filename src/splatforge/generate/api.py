@@ -115,13 +115,13 @@ def build_generator(preset: str = RELEASED_PRESET, *, checkpoint: str | os.PathL
     return model.eval()
 
 
-def load_multiview(model: str | None = None, device: str | torch.device = "cpu") -> Any:
-    """ImageDream's pipeline (`generate.multiview`); a missing install or missing weights is a
-    `SplatforgeError` that also says how to do without it."""
+def load_multiview(model: str | None = None, device: str | torch.device = "cpu", precision: str = "fp32") -> Any:
+    """ImageDream's pipeline (`generate.multiview`), its U-Net in `precision`; a missing install
+    or missing weights is a `SplatforgeError` that also says how to do without it."""
     try:
         from .multiview import MultiViewPipeline
 
-        return MultiViewPipeline.load(model, device=str(device))
+        return MultiViewPipeline.load(model, device=str(device), precision=precision)
     except SplatforgeError as err:
         raise SplatforgeError(f"{err}; {VIEWS_HINT}") from err
     except ImportError as err:
@@ -136,8 +136,8 @@ def run_network(generator: LGMNetwork, views: np.ndarray, precision: str = "fp32
     """The network on four views [4, S, S, 3], in inference mode on its device; activated
     Gaussians [N, 14] (float32, on the CPU). `precision` "bf16" runs it under bfloat16 autocast:
     about 0.6x the CPU time of "fp32" on CPUs with AVX512-BF16 or AMX (benchmarks/generate.py),
-    slower on CPUs without them; positions and colours then differ from float32's by ~5e-3 on
-    average, a few 1e-2 at most (measured on random weights)."""
+    slower on CPUs without them; positions then move by ~3e-3 on average and up to ~8e-2, colours
+    up to ~5e-2 (measured on random weights of the big and mini networks)."""
     if precision not in PRECISIONS:
         raise SplatforgeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = next(generator.parameters()).device
@@ -166,7 +166,8 @@ def generate_image(image: PictureInput | None, generator: LGMNetwork, *,
             by default LGM's ImageDream).
         steps, guidance, seed: the diffusion's denoising steps, guidance scale and noise seed
             (LGM's defaults: 30 steps, guidance 5).
-        precision: the LGM network's arithmetic, "fp32" or "bf16" (see `run_network`).
+        precision: "fp32", or "bf16" for the LGM network (see `run_network`) and, when loaded
+            here, the multi-view U-Net.
         max_pixels: refuse larger pictures (decompression-bomb guard); None for no limit.
     """
     if precision not in PRECISIONS:
@@ -184,7 +185,7 @@ def generate_image(image: PictureInput | None, generator: LGMNetwork, *,
             raise SplatforgeError("give a picture of the object, or four views of it (views=)")
         picture = cut_out(*load_picture(image, max_pixels))
         pipeline = multiview if multiview is not None else load_multiview(
-            diffusion_model, device=next(generator.parameters()).device)
+            diffusion_model, device=next(generator.parameters()).device, precision=precision)
         views = np.asarray(pipeline(picture, steps=steps, guidance=guidance, seed=seed), dtype=np.float32)
     return Generation.from_network(run_network(generator, views, precision), views, picture)
 
