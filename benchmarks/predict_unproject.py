@@ -22,11 +22,14 @@ import argparse
 import resource
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
+from predict import (
+    synthetic_raw,  # benchmarks/predict.py: the same seeded network-like outputs
+)
 
-from predict import synthetic_raw  # benchmarks/predict.py: the same seeded network-like outputs
 from splatforge.io.ply_format import write_ply_elements
 from splatforge.predict import Prediction, create_predictor, save_ply
 from splatforge.predict.ply import ply_elements, vertex_array_torch
@@ -97,9 +100,9 @@ def main(argv=None) -> None:
         for name, transform, write in (("reference (torch)", transform_gaussians, save_ply_reference),
                                        ("current (Numba)", transform_gaussians_cpu, save_ply)):
             path = Path(tmp) / f"{name.split()[0]}.ply"
-            u_wall, u_cpu, prediction = timed(lambda: unproject_with(transform, raw, size),
+            u_wall, u_cpu, prediction = timed(partial(unproject_with, transform, raw, size),
                                               args.repeat)
-            p_wall, p_cpu, _ = timed(lambda: write(prediction, path), args.repeat)
+            p_wall, p_cpu, _ = timed(partial(write, prediction, path), args.repeat)
             rows.append((name, u_wall, u_cpu, p_wall, p_cpu, path.stat().st_size, prediction))
         ref, cur = rows[0][-1], rows[1][-1]
         same = (torch.equal(ref.means, cur.means)

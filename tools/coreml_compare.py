@@ -102,7 +102,11 @@ def main(argv=None) -> int:
     from splatforge.errors import SplatforgeError
     from splatforge.predict import build_predictor
     from splatforge.predict.api import unproject
-    from splatforge.predict.coreml import check_sharp_package, package_fields, require_coremltools
+    from splatforge.predict.coreml import (
+        check_sharp_package,
+        package_fields,
+        require_coremltools,
+    )
     from splatforge.predict.sharp import SharpGaussians
     from splatforge.predict.unproject import covariances
 

@@ -128,7 +128,9 @@ def _register_conversion_fixes(ct) -> None:
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.frontend.torch import register_torch_op
     from coremltools.converters.mil.frontend.torch.ops import _get_inputs
-    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import (
+        _TORCH_OPS_REGISTRY,
+    )
 
     def fixed(kind: str, cast):
         original = _TORCH_OPS_REGISTRY.get_func(kind)
@@ -271,7 +273,7 @@ def load_spec(path: str | os.PathLike):
         raise SplatforgeError(f"{path} is not a Core ML package (no Manifest.json in it)")
     try:
         return ct.utils.load_spec(str(path))
-    except Exception as err:  # noqa: BLE001 - coremltools raises many types for a bad package
+    except Exception as err:  # coremltools raises many types for a bad package
         raise SplatforgeError(f"{path} is not a readable Core ML package: {err}") from err
 
 
