@@ -43,7 +43,12 @@ L = diag(W / (2 f), H / (2 f), 1):
   (`splatforge.predict.unproject` does it in closed form: scales = sqrt(eigenvalues)).
 - colours for a viewer that blends sRGB values: the sRGB transfer function of ``colors``.
 
-`tools/coreml_compare.py` (run on a Mac) checks a package's outputs against torch's.
+Where it runs (not verifiable on Linux): `cpu_fallback_ops` lists the ops that would take the
+CPU whatever the compute units; for SHARP only the composer's sRGB -> linear comparison
+(`less_equal`, `logical_not`: boolean tensors). The composer's last reshapes and products work
+on the 1.18M-long Gaussian axis, past the 16,384 per dimension the Neural Engine is reported to
+take, so expect those few ops on the GPU. `tools/coreml_compare.py` (run on a Mac) checks a
+package's outputs against torch's and prints Core ML's own compute plan.
 """
 
 from __future__ import annotations
