@@ -18,7 +18,7 @@ Choices, measured on the real captures in tests/data (the 50-frame fox, the 67-p
   datasets' own cameras its relative rotations were off by 11.8 deg on average (max 47) on the fox and
   1.0 deg (max 28) on the Buddha, camera centres by 77% and 82% of the cameras' spread; the
   incremental mapper's were off by 0.11 deg (0.0032) and 0.25 deg (0.0042). Trained for 300 s, the
-  fox's held-out views scored 17.9 dB from the global poses. Mapping takes seconds; features and
+  fox's held-out views scored 17.9 dB from the global poses, 30.8 dB from the incremental ones. Mapping takes seconds; features and
   matching take the rest.
 """
 
