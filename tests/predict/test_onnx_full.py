@@ -262,3 +262,12 @@ def test_external_weights_are_gathered_into_one_file(full_onnx, tmp_path, refere
     got = predict_image(reference["image"], str(out), backend="onnx", focal_length_px=f)
     for field in ("means", "scales", "quats", "colors", "opacities"):
         assert torch.equal(getattr(expected, field), getattr(got, field)), field
+
+
+def test_cli_precision_choices_are_the_library_ones():
+    import typing
+
+    from splatforge import predict_cli
+    from splatforge.predict.onnx import PRECISIONS
+
+    assert typing.get_args(predict_cli.Precision) == PRECISIONS
