@@ -59,9 +59,13 @@ def test_pixel_weights_grow_with_opacity_and_footprint():
     g = make_gaussians(3, sh_degree=0)
     g.scales = torch.log(torch.tensor([[1.0, 1.0, 1.0], [2.0, 2.0, 0.1], [2.0, 2.0, 0.1]]))
     g.opacities = torch.tensor([0.0, 0.0, -3.0])  # sigmoid 0.5, 0.5, 0.047
-    w = pixel_weights(g)
-    np.testing.assert_allclose(w[1] / w[0], 4.0, rtol=1e-5)  # twice the size on its two largest axes
-    np.testing.assert_allclose(w[2] / w[1], torch.sigmoid(torch.tensor(-3.0)).item() / 0.5, rtol=1e-5)
+    per_gaussian, per_scale = pixel_weights(g)
+    np.testing.assert_allclose(per_gaussian[1] / per_gaussian[0], 4.0, rtol=1e-5)  # twice as wide, twice as tall
+    np.testing.assert_allclose(per_gaussian[2] / per_gaussian[1], torch.sigmoid(torch.tensor(-3.0)).item() / 0.5,
+                               rtol=1e-5)
+    # a scale weighs as the ellipse through its axis and the largest one: the thin axis of the
+    # second Gaussian sweeps 2 x 0.1, its wide ones 2 x 2
+    np.testing.assert_allclose(per_scale[1] / per_scale[0, 0], [4.0, 4.0, 0.2], rtol=1e-5)
 
 
 def test_palette_kmeans_two_level_beats_random_palette():
