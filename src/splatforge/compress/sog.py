@@ -23,12 +23,14 @@ _PALETTE_ROW = 64  # entries per row of shN_centroids.webp
 @dataclass
 class SogConfig:
     """How a scene is compressed to SOG (defaults: Morton layout, an SH palette of N / 32 entries,
-    positions within 5% of each Gaussian's smallest standard deviation)."""
+    positions within 5% of each Gaussian's smallest standard deviation).
 
-    # Texel layout: "morton" (a Z-order curve over positions, as splat-transform writes) or "plas"
-    # (sorted on position, colour and scale). Morton is the default: on the garden points its
-    # position images are half the size and the file 2% smaller, on the trained demo scene 1.2%
-    # larger, and it encodes 4-10x faster (PLAS passes cost ~30 s on 140k Gaussians).
+    Morton is the default layout: on the garden points its position images are half PLAS's size
+    and the file 2% smaller, on the 600 s demo scene 1.2% larger, and it encodes 4-10x faster
+    (PLAS passes cost ~30 s on 140k Gaussians)."""
+
+    # texel layout: "morton" (Z-order curve over positions, fast) or "plas" (sorted on position,
+    # colour and scale: smoother images, slower)
     sort: Literal["plas", "morton"] = "morton"
     plas_iterations: int = 0  # PLAS blur + swap passes per tile size; 0 picks a number for N
     palette_size: int = 0  # SH palette entries (<= 65536); 0 picks a size for N (see default_palette_size)
