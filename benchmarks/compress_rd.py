@@ -140,15 +140,19 @@ def interpolate(x: float, xs: list[float], ys: list[float]) -> float:
 
 
 def crossing(rows: list[dict]) -> list[str]:
-    """For each of splat-transform's points: our PSNR at its size and our size at its PSNR."""
+    """For each of splat-transform's points: our PSNR at its size and our size at its PSNR (when
+    its file is larger than our largest, our PSNR there is at least that of our largest)."""
     ours = [r for r in rows if r["tool"] == "splatforge"]
+    largest = max(ours, key=lambda r: r["size"])
     lines = []
     for t in (r for r in rows if r["tool"] == "splat-transform"):
         at_size = interpolate(t["size"], [r["size"] for r in ours], [r["psnr"] for r in ours])
+        at = f"{at_size:.2f} dB ({at_size - t['psnr']:+.2f})"
+        if t["size"] > largest["size"]:
+            at = f">= {largest['psnr']:.2f} dB ({largest['psnr'] - t['psnr']:+.2f}; our {largest['setting']} is smaller)"
         at_psnr = interpolate(t["psnr"], [r["psnr"] for r in ours], [r["size"] for r in ours])
         lines.append(f"{t['scene']}: splat-transform {t['setting']} {t['size']:,} B at {t['psnr']:.2f} dB; ours at "
-                     f"that size {at_size:.2f} dB ({at_size - t['psnr']:+.2f}), at that PSNR {at_psnr:,.0f} B "
-                     f"({100 * (at_psnr / t['size'] - 1):+.1f}%)")
+                     f"that size {at}, at that PSNR {at_psnr:,.0f} B ({100 * (at_psnr / t['size'] - 1):+.1f}%)")
     return lines
 
 
