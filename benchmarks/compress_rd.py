@@ -149,7 +149,8 @@ def crossing(rows: list[dict]) -> list[str]:
         at_size = interpolate(t["size"], [r["size"] for r in ours], [r["psnr"] for r in ours])
         at = f"{at_size:.2f} dB ({at_size - t['psnr']:+.2f})"
         if t["size"] > largest["size"]:
-            at = f">= {largest['psnr']:.2f} dB ({largest['psnr'] - t['psnr']:+.2f}; our {largest['setting']} is smaller)"
+            gain = largest["psnr"] - t["psnr"]
+            at = f">= {largest['psnr']:.2f} dB ({gain:+.2f}; our {largest['setting']} is smaller)"
         at_psnr = interpolate(t["psnr"], [r["psnr"] for r in ours], [r["size"] for r in ours])
         lines.append(f"{t['scene']}: splat-transform {t['setting']} {t['size']:,} B at {t['psnr']:.2f} dB; ours at "
                      f"that size {at}, at that PSNR {at_psnr:,.0f} B ({100 * (at_psnr / t['size'] - 1):+.1f}%)")
