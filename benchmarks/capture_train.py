@@ -105,7 +105,12 @@ def run_row(name: str, scene: str, data: Path, seconds: float) -> dict:
     row = ROWS[name]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        capture = load_capture(data, test_list=held_out(scene), init=row["init"], cache_dir=tmp)
+        names = held_out(scene)
+        report = Path(data) / "sfm_report.json"
+        if report.is_file():  # SfM may leave a photo out: hold out those of the others
+            registered = set(json.loads(report.read_text())["registered"])
+            names = [n for n in names if n in registered]
+        capture = load_capture(data, test_list=names, init=row["init"], cache_dir=tmp)
         load_seconds = time.perf_counter() - start
         warm = Trainer(capture, TrainConfig(max_steps=2))  # compile / load the kernels outside the budget
         warm.train_step()
@@ -163,16 +168,16 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
-    views = sorted(results[0]["per_view"])
+    views = sorted({v for r in results for v in r["per_view"]})
     ref = results[0]
     print(f"\n{args.scene}, {SCENES[args.scene]}, {len(views)} held out; {args.seconds:g} s of training per row")
     head = (f"{'row':<17} {'points':>7} {'steps':>6} {'Gaussians':>9} {'train':>6} {'PSNR':>6} {'d PSNR':>6} "
             f"{'SSIM':>6} {'min':>6}")
     print(head + "".join(f" {Path(v).stem[-3:]:>6}" for v in views))
     for r in results:
-        scores = [r["per_view"][v][0] for v in views]
+        scores = [r["per_view"].get(v, (float("nan"),))[0] for v in views]
         print(f"{r['row']:<17} {r['points']:>7,} {r['steps']:>6} {r['count']:>9,} {r['train_psnr']:>6.2f} {r['psnr']:>6.2f} "
-              f"{r['psnr'] - ref['psnr']:>+6.2f} {r['ssim']:>6.4f} {min(scores):>6.2f}"
+              f"{r['psnr'] - ref['psnr']:>+6.2f} {r['ssim']:>6.4f} {np.nanmin(scores):>6.2f}"
               + "".join(f" {s:>6.2f}" for s in scores))
     print(f"(train: mean PSNR of every 6th training view; d PSNR: against the {ref['row']} row of this run; "
           "per-view columns: held-out PSNR by photo number)")
