@@ -69,7 +69,7 @@ import torch
 
 from splatforge.errors import SplatforgeError
 
-from .onnx import _Exportable
+from .onnx import TracedNetwork
 from .sharp import RGBGaussianPredictor, SharpGaussians
 
 COREMLTOOLS_VERSION = "9.0"
@@ -199,7 +199,7 @@ def export_coreml(model: RGBGaussianPredictor, path: str | os.PathLike, *,
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # jit.trace: still coremltools' path
         # ONNX's export wrapper: the network with its outputs as a flat tuple in OUTPUT_NAMES order.
-        traced = torch.jit.trace(_Exportable(model), (image, factor), check_trace=False)
+        traced = torch.jit.trace(TracedNetwork(model), (image, factor), check_trace=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "torch 2.13 has not been tested with coremltools"
         mlmodel = ct.convert(

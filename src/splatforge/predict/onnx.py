@@ -46,7 +46,10 @@ _PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_DATA_BYTES = _PROTOBUF_LIMIT - 2**26
 
 
-class _Exportable(nn.Module):
+class TracedNetwork(nn.Module):
+    """The SHARP network with its outputs as a plain tuple, the form torch.onnx and torch.jit.trace take
+    (ONNX and Core ML exports)."""
+
     def __init__(self, model: RGBGaussianPredictor) -> None:
         super().__init__()
         self.model = model
@@ -93,7 +96,7 @@ def export_onnx(model: RGBGaussianPredictor, path: str | os.PathLike, *, full: b
         names, outputs = GAUSSIAN_INPUTS, GAUSSIAN_OUTPUTS
         dynamic = {"image": {2: "height", 3: "width"}}
     else:
-        module = _Exportable(model)
+        module = TracedNetwork(model)
         example = (torch.rand(1, 3, size, size), torch.tensor([1.0]))
         names, outputs, dynamic = INPUT_NAMES, OUTPUT_NAMES, None
     # torch writes a model over 2 GB as one file per tensor: export into a scratch folder, then
