@@ -30,7 +30,6 @@ from .types import Capture, View
 
 NEAR, FAR = 0.05, 3.0
 AUTO_MIN_TRIANGULATED = 1000  # "auto" starts from random points when triangulation finds fewer
-DEFAULT_RANDOM_POINTS = CaptureOptions.num_random_points
 
 
 def _in_frustum(view: View, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,7 +63,7 @@ def _through_frusta(views: list[View], n: int, rng: np.random.Generator) -> np.n
     return pts
 
 
-def random_points_in_view_volume(views: list[View], count: int = DEFAULT_RANDOM_POINTS, seed: int = 0,
+def random_points_in_view_volume(views: list[View], count: int = CaptureOptions.num_random_points, seed: int = 0,
                                  max_candidates: int = 5_000_000) -> tuple[np.ndarray, np.ndarray]:
     """`count` points (normalized frame) uniform in the volume the cameras see in common (module doc),
     coloured by the pixel one of those cameras sees them at: ([count, 3] float64, [count, 3] uint8).
@@ -157,7 +156,7 @@ def triangulated_points(capture: Capture, cache_dir: Path | None = None) -> tupl
 
 
 def with_initial_points(capture: Capture, init: str = "auto", cache_dir: Path | None = None,
-                        num_random_points: int = DEFAULT_RANDOM_POINTS, seed: int = 0) -> Capture:
+                        num_random_points: int = CaptureOptions.num_random_points, seed: int = 0) -> Capture:
     """The capture with points to start training from, chosen as `init` says (module doc); one line says
     which when they do not come from the capture itself."""
     if init not in INIT_CHOICES:
