@@ -1,9 +1,8 @@
 """k-means on the CPU for SOG's codebooks: 1D codebooks (256 values) and SH palettes (up to 64K
 vectors), in numpy and torch (matrix products for the distances, so both cores work).
 
-- `quantize_1d`: Lloyd's algorithm in one dimension on a histogram of the values, each bin
-  weighted by the square root of its importance (what an error there costs in pixels), so
-  sparse tails (very large Gaussians, saturated colours) keep entries.
+- `quantize_1d`: the optimal 256-entry codebook of a histogram of the values (dynamic
+  programming), each bin weighted by its importance (what an error there costs in pixels).
 - `kmeans`: k-means++ seeding (on a sample when the data is large) and Lloyd iterations.
 - `palette_kmeans`: plain k-means while N x k is small enough (the best palette; N = 44k
   Gaussians and k = 1,536 take a few seconds), else two-level k-means: coarse cells first, then
@@ -13,6 +12,7 @@ vectors), in numpy and torch (matrix products for the distances, so both cores w
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 
@@ -24,21 +24,32 @@ FLAT_KMEANS_BUDGET = 1 << 27
 SEEDING_SAMPLE = 16384
 
 
-def quantize_1d(values: np.ndarray, k: int = 256, iterations: int = 100, bins: int = 4096,
-                importance: np.ndarray | None = None) -> np.ndarray:
-    """A sorted codebook of `k` values for the (flattened, finite) `values`.
+def quantize_1d(values: np.ndarray, k: int = 256, bins: int = 16384,
+                importance: np.ndarray | None = None, max_run: int = 32) -> np.ndarray:
+    """A sorted codebook of `k` values for the (flattened, finite) `values`, with the least
+    importance-weighted squared error among codebooks whose runs are at most 1 / `max_run` of
+    the range wide (0: no limit).
 
     `importance` (same shape as `values`, >= 0) says how much an error in each value costs:
     a codebook for a Gaussian attribute should be fine where the Gaussians that cover many
     pixels are (see `splatforge.compress.sog.pixel_weights`), not only where most Gaussians are.
-    On the garden points (degree 0) weighting log scales by footprint area raised the PSNR of
-    scale quantization alone from 47.9 dB (splat-transform 3.7's codebook, weighted by count)
-    to 55.3 dB.
 
-    Lloyd's algorithm in one dimension on a histogram (bins placed between quantiles and
-    uniform steps, leaning to quantiles when outliers stretch the range), each bin weighted by
-    the square root of its summed importance (count without `importance`), so sparse tails keep
-    entries; k / 16 entries start evenly over the range and bound the error of rare outliers.
+    The values go into a histogram (bins placed between quantiles and uniform steps, leaning to
+    quantiles when outliers stretch the range, as splat-transform's quantizer does); each bin
+    weighs its summed importance (its count without `importance`), and the codebook is the
+    optimal partition of the bins into `k` runs (dynamic programming, `_optimal_runs`), each
+    entry its run's weighted mean. The width limit bounds every value's error by range /
+    `max_run`, so values that weigh almost nothing (a tiny Gaussian a viewer may still fly up
+    to) are not sent far.
+
+    Lloyd iterations from weighted quantiles (what this did before) stay near their start, and
+    the error-minimizing density of entries is the cube root of the weight density, not the
+    density itself. Log scales alone, orbit PSNR (pixel weights as in `encode_sog`): on the
+    trained demo scene 58.7 dB with Lloyd, 72.1 dB optimal (splat-transform's optimal
+    partition of 1,024 bins by count: 62.3 dB); on the garden points 55.3 and 67.3 dB
+    (splat-transform 47.9 dB). Bins: 1,024 cost the garden points 11 dB, 4,096 0.4 dB. The
+    width limit cost 0.0 and 0.5 dB there and cut the largest error from 1.24 to 0.14 and
+    from 0.76 to 0.17.
     """
     v = np.asarray(values, np.float64).reshape(-1)
     w = np.ones_like(v) if importance is None else np.broadcast_to(np.asarray(importance, np.float64),
@@ -62,31 +73,65 @@ def quantize_1d(values: np.ndarray, k: int = 256, iterations: int = 100, bins: i
     mass = np.bincount(which, weights=w, minlength=bins)
     sums = np.bincount(which, weights=w * v, minlength=bins)
     keep = mass > 0
-    centers, weights = sums[keep] / mass[keep], np.sqrt(mass[keep])
+    centers, mass = sums[keep] / mass[keep], mass[keep]
     if centers.size <= k:
         return np.concatenate([centers, np.full(k - centers.size, centers[-1])]).astype(np.float32)
-    uniform = np.linspace(centers[0], centers[-1], k // 16)
-    cum = np.cumsum(weights)
-    k_fit = k - uniform.size
-    codebook = np.unique(np.concatenate(
-        [centers[np.clip(np.searchsorted(cum, (np.arange(k_fit) + 0.5) / k_fit * cum[-1]), 0, centers.size - 1)],
-         uniform]))
-    for _ in range(iterations):
-        label = np.searchsorted((codebook[1:] + codebook[:-1]) / 2.0, centers)
-        mass_of = np.bincount(label, weights=weights, minlength=codebook.size)
-        sum_of = np.bincount(label, weights=weights * centers, minlength=codebook.size)
-        new = np.unique(np.where(mass_of > 0, sum_of / np.where(mass_of > 0, mass_of, 1.0), codebook))
-        done = new.size == codebook.size and np.allclose(new, codebook, rtol=0, atol=1e-9)
-        codebook = new
-        if done:
-            break
-    if codebook.size < k:  # merged entries: split the widest gaps
-        gaps = np.diff(codebook)
-        extra = [(codebook[i] + codebook[i + 1]) / 2.0 for i in np.argsort(gaps)[::-1][: k - codebook.size]]
-        codebook = np.unique(np.concatenate([codebook, extra]))
-        if codebook.size < k:
-            codebook = np.concatenate([codebook, np.full(k - codebook.size, codebook[-1])])
-    return codebook.astype(np.float32)
+    # Prefix sums of weight, weighted value and weighted square: a run's squared error in O(1).
+    p0, p1, p2 = (np.concatenate([[0.0], np.cumsum(mass * centers ** e)]) for e in (0, 1, 2))
+    width = span / max_run if max_run else np.inf
+    penalty = 1e4 * p0[-1] * span  # a run 3% wider than `width` costs more than all errors together
+    starts = _optimal_runs(p0, p1, p2, centers, width, penalty, k)
+    codebook, end = np.empty(k), centers.size - 1
+    for m in range(k - 1, -1, -1):
+        first = starts[m, end] if m else 0
+        codebook[m] = (p1[end + 1] - p1[first]) / (p0[end + 1] - p0[first])
+        end = first - 1
+    return np.sort(codebook).astype(np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_cost(p0, p1, p2, centers, width, penalty, first, last):
+    """Weighted squared error of bins first..last around their weighted mean, plus `penalty`
+    per unit by which the run is wider than `width` (convex in the width, so the quadrangle
+    inequality still holds)."""
+    w = p0[last + 1] - p0[first]
+    s = p1[last + 1] - p1[first]
+    cost = max(p2[last + 1] - p2[first] - s * s / w, 0.0) if w > 0.0 else 0.0
+    return cost + penalty * max(centers[last] - centers[first] - width, 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _optimal_runs(p0, p1, p2, centers, width, penalty, k):  # [k, H] int64
+    """starts[m, j]: where the last of m + 1 runs covering bins 0..j starts, in the partition of
+    least squared error. Run costs satisfy the quadrangle inequality, so the best start moves
+    right with j: each row is filled by divide and conquer in O(H log H), not O(H^2)."""
+    h = p0.size - 1
+    prev, cur = np.empty(h), np.empty(h)
+    for j in range(h):
+        prev[j] = _run_cost(p0, p1, p2, centers, width, penalty, 0, j)
+    starts = np.zeros((k, h), np.int64)
+    stack = np.empty((2 * h + 64, 4), np.int64)  # (lo, hi, first start, last start) to fill
+    for m in range(1, k):
+        cur[:] = np.inf
+        stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = m, h - 1, m, h - 1
+        top = 1
+        while top:
+            top -= 1
+            lo, hi, s_lo, s_hi = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
+            if lo > hi:
+                continue
+            mid = (lo + hi) // 2
+            best, best_start = np.inf, s_lo
+            for t in range(s_lo, min(mid, s_hi) + 1):
+                cost = prev[t - 1] + _run_cost(p0, p1, p2, centers, width, penalty, t, mid)
+                if cost < best:
+                    best, best_start = cost, t
+            cur[mid], starts[m, mid] = best, best_start
+            stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3] = lo, mid - 1, s_lo, best_start
+            stack[top + 1, 0], stack[top + 1, 1], stack[top + 1, 2], stack[top + 1, 3] = mid + 1, hi, best_start, s_hi
+            top += 2
+        prev[:] = cur
+    return starts
 
 
 def _nearest(x: torch.Tensor, c: torch.Tensor, chunk: int = 32768) -> torch.Tensor:

@@ -126,8 +126,13 @@ def encode_sog(gaussians: Gaussians, config: SogConfig | None = None) -> SogCont
     else:
         order = morton_order(a.means)
     weight, scale_weight = pixel_weights(gaussians)
-    scales_cb = quantize_1d(a.scales, importance=scale_weight)
-    sh0_cb = quantize_1d(a.sh0, importance=weight[:, None])
+    # The codebooks weigh each value by the square of its pixel weight: errors in the largest
+    # Gaussians (seen in every view, seldom hidden) cost most. Alone, with the optimal codebook
+    # (`quantize_1d`, no width limit), log scales cost 68.4 dB of orbit PSNR on the trained demo
+    # scene weighted by pixel weight, 72.1 dB by its square (71.4 by the power 1.5, 71.6 by the
+    # cube), colours 69.9 and 70.7 dB; on the garden points scales 63.5 and 67.8 dB.
+    scales_cb = quantize_1d(a.scales, importance=scale_weight ** 2)
+    sh0_cb = quantize_1d(a.sh0, importance=(weight ** 2)[:, None])
     palette = labels = shn_cb = None
     k = a.shN.shape[1]
     if k:
