@@ -53,10 +53,10 @@ class MVAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # [B*4, C, H, W]
         bv, c, h, w = x.shape
-        b = bv // NUM_VIEWS
-        y = self.norm(x).reshape(b, NUM_VIEWS, c, h, w).permute(0, 1, 3, 4, 2).reshape(b, -1, c)
-        y = self.attn(y).reshape(b, NUM_VIEWS, h, w, c).permute(0, 1, 4, 2, 3).reshape(bv, c, h, w)
-        return (y + x) * self.skip_scale
+        # Tokens ordered view, row, column: a view (no copy) of a channels-last tensor.
+        y = self.norm(x).permute(0, 2, 3, 1).reshape(bv // NUM_VIEWS, -1, c)
+        y = self.attn(y).reshape(bv, h, w, c).permute(0, 3, 1, 2)
+        return _scaled_sum(y, x, self.skip_scale)
 
 
 class ResnetBlock(nn.Module):
@@ -71,9 +71,17 @@ class ResnetBlock(nn.Module):
                          else nn.Identity())
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.conv1(F.silu(self.norm1(x)))
-        y = self.conv2(F.silu(self.norm2(y)))
-        return (y + self.shortcut(x)) * self.skip_scale
+        inplace = not torch.is_grad_enabled()
+        y = self.conv1(F.silu(self.norm1(x), inplace=inplace))
+        y = self.conv2(F.silu(self.norm2(y), inplace=inplace))
+        return _scaled_sum(y, self.shortcut(x), self.skip_scale)
+
+
+def _scaled_sum(y: Tensor, x: Tensor, scale: float) -> Tensor:
+    """(y + x) * scale; in y's memory when no gradient is needed (y is a fresh activation)."""
+    if torch.is_grad_enabled():
+        return (y + x) * scale
+    return y.add_(x).mul_(scale)
 
 
 def _attention_slots(enabled: bool, dims: Sequence[int]) -> nn.ModuleList:
