@@ -117,6 +117,28 @@ def test_full_graph_matches_the_torch_pipeline(small_predictor, full_onnx, refer
     assert (got.quats[:, 0] >= 0).all() and (got.scales.diff(dim=-1) <= 0).all()
 
 
+def test_attention_is_one_node_or_standard_ops(small_predictor, full_onnx, tmp_path, reference):
+    """By default each ViT block's attention is ONNX Runtime's MultiHeadAttention (flash attention
+    on the CPU); `ort_attention=False` writes standard ops only, with the same Gaussians."""
+    import onnx
+
+    from splatforge.predict.sharp.vit import Attention
+
+    blocks = sum(isinstance(m, Attention) for m in small_predictor.modules())
+    assert blocks > 0
+    fused = onnx.load(str(full_onnx)).graph.node
+    assert sum(n.op_type == "MultiHeadAttention" and n.domain == "com.microsoft" for n in fused) == blocks
+    assert not any(n.op_type == "Softmax" for n in fused)
+    plain = export_onnx(small_predictor, tmp_path / "plain.onnx", full=True, ort_attention=False)
+    nodes = onnx.load(str(plain)).graph.node
+    assert {n.domain for n in nodes} <= {""} and sum(n.op_type == "Softmax" for n in nodes) == blocks
+    f = float(reference["f_px"])
+    expected = predict_image(reference["image"], str(full_onnx), backend="onnx", focal_length_px=f)
+    got = predict_image(reference["image"], str(plain), backend="onnx", focal_length_px=f)
+    for field, error in _gaussian_errors(expected, got).items():
+        assert error <= 1e-5, field
+
+
 @pytest.mark.parametrize("shape", [(40, 24), (24, 40)])  # portrait and landscape, not the traced size
 def test_full_graph_takes_any_image_size(small_predictor, full_onnx, shape):
     rgb = (np.random.default_rng(1).random((*shape, 3)) * 255).astype(np.uint8)

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+import types
 import warnings
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from splatforge.errors import SplatforgeError
@@ -58,6 +61,46 @@ class TracedNetwork(nn.Module):
         return tuple(self.model(image, disparity_factor))
 
 
+class _MultiHeadAttention(torch.autograd.Function):
+    """Scaled dot-product attention over q, k, v [B, S, D] that exports as ONNX Runtime's
+    com.microsoft MultiHeadAttention, whose CPU kernel is a flash attention: the [B, heads, S, S]
+    scores (1.5 GB per ViT block for the full model's 35 patches) are never stored."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int) -> torch.Tensor:
+        b, n, c = q.shape
+
+        def heads(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(b, n, num_heads, c // num_heads).transpose(1, 2)
+
+        return F.scaled_dot_product_attention(heads(q), heads(k), heads(v)).transpose(1, 2).reshape(b, n, c)
+
+    @staticmethod
+    def symbolic(g, q, k, v, num_heads: int):
+        return g.op("com.microsoft::MultiHeadAttention", q, k, v, num_heads_i=num_heads).setType(q.type())
+
+
+def _fused_attention_forward(self, x: torch.Tensor) -> torch.Tensor:
+    # The qkv projection's features are laid out (3, heads, head_dim): thirds are q, k, v.
+    q, k, v = self.qkv(x).chunk(3, dim=-1)
+    return self.proj(_MultiHeadAttention.apply(q, k, v, self.num_heads))
+
+
+@contextmanager
+def _ort_attention(model: nn.Module):
+    """While exporting, the ViT blocks' attention becomes one MultiHeadAttention node each."""
+    from .sharp.vit import Attention
+
+    blocks = [m for m in model.modules() if isinstance(m, Attention)]
+    for block in blocks:
+        block.forward = types.MethodType(_fused_attention_forward, block)
+    try:
+        yield
+    finally:
+        for block in blocks:
+            del block.forward
+
+
 def _writable_target(path: Path) -> None:
     """Fail before minutes of export if `path` cannot be written (or names a folder)."""
     if path.is_dir():
@@ -72,7 +115,7 @@ def _writable_target(path: Path) -> None:
 
 
 def export_onnx(model: RGBGaussianPredictor, path: str | os.PathLike, *, full: bool = False,
-                precision: Precision = "fp32", opset: int = 17) -> Path:
+                precision: Precision = "fp32", opset: int = 17, ort_attention: bool = True) -> Path:
     """Write `model` as an ONNX file (plus `<name>.data` when the weights exceed 2 GB).
 
     Args:
@@ -82,6 +125,10 @@ def export_onnx(model: RGBGaussianPredictor, path: str | os.PathLike, *, full: b
             network alone (see the module docstring).
         precision: "fp32", "fp16" (float16 weights) or "int8" (dynamic int8 quantization).
         opset: the ONNX opset.
+        ort_attention: each ViT attention as ONNX Runtime's MultiHeadAttention (com.microsoft
+            domain; flash attention on the CPU: less time and ~1.5 GB less peak memory for the
+            full model); False keeps standard ONNX ops only (MatMul, Softmax), for runtimes
+            without ONNX Runtime's contrib ops.
     """
     if precision not in PRECISIONS:
         raise SplatforgeError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
@@ -103,7 +150,8 @@ def export_onnx(model: RGBGaussianPredictor, path: str | os.PathLike, *, full: b
     # save in the layout we want and move it into place.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
         tmp = Path(scratch) / "model.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
+        fused = _ort_attention(model) if ort_attention else nullcontext()
+        with torch.no_grad(), warnings.catch_warnings(), fused:
             # Python-side shape arithmetic is constant for a fixed input size, as the tracer
             # warns; the legacy exporter is chosen on purpose (2x faster graphs in ORT here).
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -111,7 +159,8 @@ def export_onnx(model: RGBGaussianPredictor, path: str | os.PathLike, *, full: b
             warnings.simplefilter("ignore", UserWarning)
             torch.onnx.export(module, example, str(tmp), input_names=list(names),
                               output_names=list(outputs), opset_version=opset, dynamo=False,
-                              do_constant_folding=True, dynamic_axes=dynamic)
+                              do_constant_folding=True, dynamic_axes=dynamic,
+                              custom_opsets={"com.microsoft": 1} if ort_attention else None)
         tag = (f"internal_resolution={size};color_space={model.params.color_space};"
                f"graph={'gaussians' if full else 'network'}")
         _finish(tmp, path, precision, tag)
