@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .groupnorm import group_norm
+
 NUM_VIEWS = 4  # the reference hard-codes four views per object in its attention blocks
 GROUPS = 32
 ATTENTION_HEADS = 16
@@ -54,7 +56,7 @@ class MVAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # [B*4, C, H, W]
         bv, c, h, w = x.shape
         # Tokens ordered view, row, column: a view (no copy) of a channels-last tensor.
-        y = self.norm(x).permute(0, 2, 3, 1).reshape(bv // NUM_VIEWS, -1, c)
+        y = group_norm(self.norm, x).permute(0, 2, 3, 1).reshape(bv // NUM_VIEWS, -1, c)
         y = self.attn(y).reshape(bv, h, w, c).permute(0, 3, 1, 2)
         return _scaled_sum(y, x, self.skip_scale)
 
@@ -72,8 +74,8 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         inplace = not torch.is_grad_enabled()
-        y = self.conv1(F.silu(self.norm1(x), inplace=inplace))
-        y = self.conv2(F.silu(self.norm2(y), inplace=inplace))
+        y = self.conv1(F.silu(group_norm(self.norm1, x), inplace=inplace))
+        y = self.conv2(F.silu(group_norm(self.norm2, y), inplace=inplace))
         return _scaled_sum(y, self.shortcut(x), self.skip_scale)
 
 
@@ -195,4 +197,4 @@ class UNet(nn.Module):
         for block in self.up_blocks:
             n = len(block.nets)
             x, skips = block(x, skips[-n:]), skips[:-n]
-        return self.conv_out(F.silu(self.norm_out(x)))
+        return self.conv_out(F.silu(group_norm(self.norm_out, x), inplace=not torch.is_grad_enabled()))
