@@ -31,11 +31,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from splatforge.generate import Generation, TurntableParams, build_generator, render_turntable
+from splatforge.generate import (
+    Generation,
+    TurntableParams,
+    build_generator,
+    render_turntable,
+)
 from splatforge.generate.api import run_network
+from splatforge.generate.lgm import unet as lgm_unet
 from splatforge.generate.lgm.cameras import network_input
 from splatforge.generate.lgm.model import activate
-from splatforge.generate.lgm import unet as lgm_unet
 from splatforge.generate.render import turntable_frames
 
 

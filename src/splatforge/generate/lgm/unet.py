@@ -11,7 +11,7 @@ indices in the key names stay the same.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
