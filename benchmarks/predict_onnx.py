@@ -16,8 +16,11 @@ rasterizer). Photos: the parity fixture, two Buddha photos (grayscale), a render
 `full`: the official architecture at its native 1536x1536 input, seeded random weights. Each row
 runs in its own subprocess, in turn: torch forward (the network alone), ONNX Runtime fp32 / fp16
 / int8 (the whole graph: resize, network, unprojection), unprojection + PLY write of torch's
-output. Peak memory is each subprocess's maximum resident set size; wall and CPU seconds are the
-timed call's. Ratios are to torch. Then the Gaussians' errors of each ORT variant against torch
+output. ONNX Runtime runs with splatforge's `session_options` (see there: spinning off, so its
+CPU seconds are work done) and the exporter's defaults (attention as MultiHeadAttention). Peak
+memory is each subprocess's maximum resident set size (for ONNX Runtime also after the session
+load); wall and CPU seconds are the timed call's. Ratios are to torch; torch's and ONNX Runtime's
+time by op type follow the table. `--preset small` runs the same steps in seconds (a smoke test). Then the Gaussians' errors of each ORT variant against torch
 (fp32) or ORT fp32 (fp16, int8). Goals: ORT <= 0.7x torch; peak below ml-sharp's 7.2 GiB;
 unprojection + PLY <= 2 s.
 """
@@ -158,6 +161,12 @@ def full_photo() -> Path:
     return ROOT / "tests/data/buddha/images/00001.jpg"
 
 
+def torch_op_times(prof, most: int = 8) -> list[tuple[str, float]]:
+    """Seconds per aten op in a torch profile (self time, so nested ops are not counted twice)."""
+    rows = [(e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages()]
+    return sorted(rows, key=lambda kv: -kv[1])[:most]
+
+
 def op_times(profile: Path, most: int = 8) -> list[tuple[str, float]]:
     """Seconds per op type in an ONNX Runtime profile, largest first."""
     totals: dict[str, float] = {}
@@ -169,7 +178,7 @@ def op_times(profile: Path, most: int = 8) -> list[tuple[str, float]]:
     return sorted(totals.items(), key=lambda kv: -kv[1])[:most]
 
 
-def step(name: str, workdir: Path) -> dict:
+def step(name: str, workdir: Path, preset: str) -> dict:
     """One row of the full-size table, run in a subprocess of its own."""
     torch.set_num_threads(THREADS)
     from splatforge.predict import build_predictor, save_ply
@@ -188,21 +197,23 @@ def step(name: str, workdir: Path) -> dict:
     f_px = focal_mm_to_px(focal_length_35mm(tags), width, height)
     out: dict = {}
     if name == "export":
-        model, out["build_s"], _ = clock(lambda: build_predictor("default", seed=0))
+        model, out["build_s"], _ = clock(lambda: build_predictor(preset, seed=0))
         _, out["wall"], out["cpu"] = clock(lambda: export_onnx(model, workdir / "fp32.onnx", full=True))
     elif name.startswith("convert-"):
         precision = name.split("-", 1)[1]
         _, out["wall"], out["cpu"] = clock(
             lambda: convert_onnx(workdir / "fp32.onnx", workdir / f"{precision}.onnx", precision))
     elif name == "torch":
-        model, out["build_s"], _ = clock(lambda: build_predictor("default", seed=0))
+        model, out["build_s"], _ = clock(lambda: build_predictor(preset, seed=0))
         image = network_input(rgb, model.internal_resolution())
         factor = torch.tensor([f_px / width], dtype=torch.float32)
-        with torch.no_grad():
+        with torch.no_grad(), torch.profiler.profile() as prof:
             raw, out["wall"], out["cpu"] = clock(lambda: model(image, factor))
+        out["ops"] = torch_op_times(prof)
         np.savez(workdir / "torch_raw.npz", **{k: v.numpy() for k, v in raw._asdict().items()},
                  internal_size=model.internal_resolution())
         out["gaussians"] = int(raw.mean_vectors.shape[1])
+        out["size"] = model.internal_resolution()
     elif name.startswith("ort-"):
         precision = name.split("-", 1)[1]
         options = session_options(THREADS)
@@ -211,6 +222,7 @@ def step(name: str, workdir: Path) -> dict:
         options.profile_file_prefix = str(workdir / f"profile_{precision}")
         session, out["load_s"], _ = clock(lambda: OnnxPredictor(workdir / f"{precision}.onnx",
                                                                 options=options))
+        out["load_peak_gib"] = peak_gib()
         pred, out["wall"], out["cpu"] = clock(lambda: session.predict(rgb, f_px))
         out["ops"] = op_times(Path(session.session.end_profiling()))
         save_prediction(pred, workdir / f"pred_{precision}.npz")
@@ -234,13 +246,14 @@ def step(name: str, workdir: Path) -> dict:
     return out
 
 
-def run_step(name: str, workdir: Path, reuse: bool = False) -> dict:
+def run_step(name: str, workdir: Path, preset: str, reuse: bool = False) -> dict:
     """Run one step in a fresh interpreter (its own peak memory); its result is kept in
     `workdir`, and with `reuse` a kept result is returned instead of running again."""
     cached = workdir / f"step_{name}.json"
     if reuse and cached.exists():
         return json.loads(cached.read_text())
-    proc = subprocess.run([sys.executable, __file__, "_step", name, "--workdir", str(workdir)],
+    proc = subprocess.run([sys.executable, __file__, "_step", name, "--workdir", str(workdir),
+                           "--preset", preset],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"step {name} failed:\n{proc.stderr[-3000:]}")
@@ -254,38 +267,40 @@ def model_gib(path: Path) -> float:
     return (path.stat().st_size + (data.stat().st_size if data.exists() else 0)) / 2**30
 
 
-def bench_full(workdir: Path, variants: list[str], reuse: bool) -> None:
+def bench_full(workdir: Path, variants: list[str], reuse: bool, preset: str) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     if not (workdir / "fp32.onnx").exists():
-        r = run_step("export", workdir)
+        r = run_step("export", workdir, preset)
         print(f"export (once): {r['wall']:.0f} s wall, {r['cpu']:.0f} s CPU, peak {r['peak_gib']:.2f} GiB")
     rows = {}
     for name in ["torch", "ort-fp32", *(f"ort-{p}" for p in variants), "unproject-ply"]:
         precision = name[4:] if name.startswith("ort-") else "fp32"
         if not (workdir / f"{precision}.onnx").exists():
-            r = run_step(f"convert-{precision}", workdir)
+            r = run_step(f"convert-{precision}", workdir, preset)
             print(f"convert to {precision} (once): {r['wall']:.0f} s wall, {r['cpu']:.0f} s CPU, "
                   f"peak {r['peak_gib']:.2f} GiB")
-        rows[name] = run_step(name, workdir, reuse)
+        rows[name] = run_step(name, workdir, preset, reuse)
         print(f"  ran {name}: {rows[name]['wall']:.1f} s", flush=True)
     sizes = {p: model_gib(workdir / f"{p}.onnx") for p in ["fp32", *variants]}
     base = rows["torch"]["wall"]
-    print(f"\nfull-size SHARP, 1536x1536, {rows['torch']['gaussians']:,} Gaussians, {THREADS} threads")
+    size = rows["torch"]["size"]
+    print(f"\nSHARP {preset}, {size}x{size}, {rows['torch']['gaussians']:,} Gaussians, {THREADS} threads")
     print(f"{'row':<16} {'wall s':>8} {'cpu s':>8} {'wall/torch':>10} {'cpu/torch':>9} {'peak GiB':>9}  note")
     for name, r in rows.items():
         note = ""
         if name.startswith("ort-"):
-            note = f"model {sizes[name[4:]]:.2f} GiB, session load {r['load_s']:.1f} s"
+            note = (f"model {sizes[name[4:]]:.2f} GiB, session load {r['load_s']:.1f} s, "
+                    f"{r['load_peak_gib']:.2f} GiB after it")
         elif name == "torch":
             note = f"network only; build {r['build_s']:.0f} s"
         ratios = (f"{r['wall'] / base:>10.2f} {r['cpu'] / rows['torch']['cpu']:>9.2f}"
                   if name != "unproject-ply" else f"{'':>10} {'':>9}")
-        note += f"; load {r.get('load', float('nan')):.1f}"
+        note += f"{'; ' if note else ''}machine load {r.get('load', float('nan')):.1f}"
         print(f"{name:<16} {r['wall']:>8.1f} {r['cpu']:>8.1f} {ratios} {r['peak_gib']:>9.2f}  {note}")
     for name, r in rows.items():
         if "ops" in r:
             total = sum(t for _, t in r["ops"])
-            print(f"  {name} time by op type: " + ", ".join(f"{op} {t:.1f} s" for op, t in r["ops"])
+            print(f"  {name} time by op type{' (self)' if name == 'torch' else ''}: " + ", ".join(f"{op} {t:.1f} s" for op, t in r["ops"])
                   + f" (top {len(r['ops'])}: {total:.1f} s)")
     reference = load_prediction(workdir / "pred_torch.npz")
     fp32 = load_prediction(workdir / "pred_fp32.npz")
@@ -306,11 +321,14 @@ def main() -> None:
     parser.add_argument("name", nargs="?")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--variants", default="fp16,int8", help="ORT variants besides fp32 (full)")
+    parser.add_argument("--preset", default="default",
+                        help="full: the architecture (default: the official one; small: a smoke test "
+                        "in a --workdir of its own)")
     parser.add_argument("--reuse", action="store_true",
                         help="full: take rows already measured in --workdir instead of running them again")
     args = parser.parse_args()
     if args.mode == "_step":
-        print(json.dumps(step(args.name, args.workdir)))
+        print(json.dumps(step(args.name, args.workdir, args.preset)))
         return
     if args.mode == "precision":
         with tempfile.TemporaryDirectory() as tmp:
@@ -318,7 +336,7 @@ def main() -> None:
         return
     if args.workdir is None:
         raise SystemExit("full needs --workdir (the exported models, ~3 GB, are kept there)")
-    bench_full(args.workdir, [v for v in args.variants.split(",") if v], args.reuse)
+    bench_full(args.workdir, [v for v in args.variants.split(",") if v], args.reuse, args.preset)
 
 
 if __name__ == "__main__":

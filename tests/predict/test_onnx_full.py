@@ -139,6 +139,19 @@ def test_attention_is_one_node_or_standard_ops(small_predictor, full_onnx, tmp_p
         assert error <= 1e-5, field
 
 
+def test_sessions_free_memory_and_do_not_spin(full_onnx):
+    """The predictor's session runs without the growing CPU arena and without spinning threads
+    (see `session_options`); both can be asked for."""
+    from splatforge.predict.onnx import session_options
+
+    options = load_onnx_predictor(full_onnx, threads=1).session.get_session_options()
+    assert not options.enable_cpu_mem_arena and not options.enable_mem_pattern
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    options = session_options(memory_arena=True, spinning=True)
+    assert options.enable_cpu_mem_arena
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+
+
 @pytest.mark.parametrize("shape", [(40, 24), (24, 40)])  # portrait and landscape, not the traced size
 def test_full_graph_takes_any_image_size(small_predictor, full_onnx, shape):
     rgb = (np.random.default_rng(1).random((*shape, 3)) * 255).astype(np.uint8)
