@@ -80,37 +80,45 @@ def synthetic_scene(points: np.ndarray, colors: np.ndarray, sh_degree: int, seed
     return Gaussians(g.means, scales, quats, opacities, g.sh0, shn)
 
 
-def trained_demo_scene(train_seconds: float | None, bench_dir: Path = BENCH_DIR) -> tuple[Path, Path]:
+def trained_demo_scene(train_seconds: float | None, bench_dir: Path = BENCH_DIR,
+                       train_steps: int | None = None) -> tuple[Path, Path]:
     """(capture folder, trained PLY) of the demo scene, trained with `splatforge demo`'s recipe
-    (all its steps, or within `train_seconds`) on first use and cached under `bench_dir` (keyed
-    by the budget) for later runs."""
+    (all its steps, its schedule fitted to `train_steps` steps, or within `train_seconds`) on first
+    use and cached under `bench_dir` (keyed by the budget) for later runs."""
     from splatforge.demo.capture import make_demo_capture
     from splatforge.train_cli import DEMO_TRAIN
 
     capture_dir = make_demo_capture(bench_dir / "demo_capture")
-    train_dir = bench_dir / ("demo_train_full" if train_seconds is None else f"demo_train_{train_seconds:g}s")
+    if train_steps is not None:
+        train_seconds = None
+        train_dir = bench_dir / f"demo_train_{train_steps}steps"
+    else:
+        train_dir = bench_dir / ("demo_train_full" if train_seconds is None else f"demo_train_{train_seconds:g}s")
     ply = train_dir / "point_cloud.ply"
     if not ply.is_file():
-        _train_demo(capture_dir, train_dir, train_seconds)
+        _train_demo(capture_dir, train_dir, train_seconds, train_steps)
     steps = json.loads((train_dir / "metrics.json").read_text()).get("steps", 0)
-    if steps < DEMO_TRAIN["max_steps"]:
+    if steps < (train_steps or DEMO_TRAIN["max_steps"]):
         print(f"note: the demo scene trained {steps} of {DEMO_TRAIN['max_steps']} steps in {train_seconds} s "
               f"(SH degree {min(3, steps // DEMO_TRAIN['sh_degree_interval'])} reached); a larger --train-seconds "
               "trains it fully", file=sys.stderr)
     return capture_dir, ply
 
 
-def _train_demo(capture_dir: Path, train_dir: Path, train_seconds: float | None) -> None:
+def _train_demo(capture_dir: Path, train_dir: Path, train_seconds: float | None,
+                train_steps: int | None = None) -> None:
     from splatforge.capture import load_capture
     from splatforge.train.run import RunOptions, run_training
     from splatforge.train.trainer import TrainConfig
     from splatforge.train_cli import DEMO_TRAIN
 
-    budget = "to the end" if train_seconds is None else f"for up to {train_seconds:g} s"
+    budget = ("to the end" if train_seconds is None and train_steps is None
+              else f"for {train_steps} steps" if train_steps else f"for up to {train_seconds:g} s")
     print(f"training the demo scene {budget} (cached in {train_dir}) ...", file=sys.stderr, flush=True)
     if train_dir.exists():  # an interrupted run: start over rather than resume with another budget
         shutil.rmtree(train_dir)
-    run_training(load_capture(capture_dir), train_dir, TrainConfig(**DEMO_TRAIN),
+    recipe = {**DEMO_TRAIN, **({"max_steps": train_steps} if train_steps else {})}
+    run_training(load_capture(capture_dir), train_dir, TrainConfig(**recipe),
                  RunOptions(max_seconds=train_seconds, progress=False, renders=False))
 
 
