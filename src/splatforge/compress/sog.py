@@ -91,7 +91,7 @@ def pixel_weights(gaussians: Gaussians) -> tuple[np.ndarray, np.ndarray]:  # [N]
     that axis and the largest one, which is what a change of that scale sweeps.
 
     Depth is unknown here, so a Gaussian far away counts as much as one of its size nearby. The
-    SH palette weights vectors by these, the 1D codebooks values by their squares (see
+    SH palette weights vectors by their square roots, the 1D codebooks values by their squares (see
     `encode_sog`): on the trained demo scene the scale codebook alone (then fitted by Lloyd
     iterations) cost 54.5 dB of orbit PSNR with the Gaussian's area for all three axes and
     58.7 dB with each axis's own ellipse."""
@@ -140,10 +140,12 @@ def encode_sog(gaussians: Gaussians, config: SogConfig | None = None) -> SogCont
         size = cfg.palette_size or default_palette_size(n)
         if n:
             flat = a.shN.transpose(0, 2, 1).reshape(n, 3 * k)  # channel-major, as INRIA's f_rest
-            # Weighted by opacity x footprint: a Gaussian's SH reaches the pixels in proportion
-            # to it (on the 600 s demo scene the palette alone cost 62.3 dB of orbit PSNR
-            # weighted by opacity, 65.2 dB so).
-            palette, labels = palette_kmeans(flat, size, cfg.kmeans_iterations, cfg.seed, weights=weight)
+            # Weighted by the square root of opacity x footprint (what reaches the pixels). On the
+            # fully trained demo scene (43,769 Gaussians, default palette) held-out photos lost
+            # 0.267 dB unweighted, 0.264 with the square root, 0.320 with the weights themselves
+            # and 0.409 with their squares (orbit PSNR 49.71 dB with the square root, 49.26 with
+            # the weights); on the 600 s scene all are within 0.1 dB.
+            palette, labels = palette_kmeans(flat, size, cfg.kmeans_iterations, cfg.seed, weights=np.sqrt(weight))
             palette = palette.reshape(-1, 3, k).transpose(0, 2, 1)
         else:
             palette, labels = np.zeros((1, k, 3), np.float32), np.zeros(0, np.int64)
