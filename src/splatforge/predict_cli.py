@@ -71,6 +71,9 @@ def _export_options():
         full: bool = False
         # fp32; fp16 weights (half the size, float32 maths); int8 (dynamically quantized MatMul weights)
         precision: Precision = "fp32"
+        # ort: each ViT attention as ONNX Runtime's MultiHeadAttention (a flash attention, faster on its
+        # CPU); standard: MatMul/Softmax only, for runtimes without ONNX Runtime's contrib ops
+        attention: Literal["ort", "standard"] = "ort"
 
     return ExportOptions
 
@@ -172,7 +175,8 @@ def _export(args) -> None:
     from .predict.onnx import export_onnx
 
     predictor = build_predictor(args.model.preset, checkpoint=args.model.checkpoint, seed=args.model.seed)
-    out = export_onnx(predictor, args.output, full=args.full, precision=args.precision)
+    out = export_onnx(predictor, args.output, full=args.full, precision=args.precision,
+                      ort_attention=args.attention == "ort")
     extra = out.with_name(out.name + ".data")
     print(f"wrote {out}" + (f" and {extra}" if extra.exists() else ""))
 

@@ -100,6 +100,20 @@ def test_export_command_and_onnx_backend(tmp_path, capsys):
     assert (tmp_path / "out" / "g.ply").is_file()
 
 
+@pytest.mark.parametrize("attention", ["ort", "standard"])
+def test_export_command_attention_choice(tmp_path, attention):
+    import onnx
+
+    model = tmp_path / "m.onnx"
+    assert run(["export-onnx", "--preset", "small", "--seed", "1", "-o", str(model), "--attention", attention]) == 0
+    nodes = onnx.load(str(model), load_external_data=False).graph.node
+    fused = [n for n in nodes if n.op_type == "MultiHeadAttention"]
+    if attention == "ort":
+        assert fused and all(n.domain == "com.microsoft" for n in fused)
+    else:  # portable: the default ONNX domain only
+        assert not fused and all(n.domain in ("", "ai.onnx") for n in nodes)
+
+
 def test_predict_command_renders_videos(tmp_path):
     import imageio.v3 as iio
 
