@@ -28,8 +28,8 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
     return path
 
 
-def photo(name: str) -> np.ndarray:
-    return np.asarray(Image.open(BUDDHA / "images" / name).convert("RGB"))
+def photo(name: str, dataset: Path = BUDDHA) -> np.ndarray:
+    return np.asarray(Image.open(dataset / "images" / name).convert("RGB"))
 
 
 def test_the_sharpest_frame_of_each_window_is_kept(tmp_path):
@@ -67,8 +67,7 @@ def test_a_phone_video_goes_through_capture_with_the_default_sequential_matching
     import pycolmap
 
     names = fox_names()
-    video = write_video(tmp_path / "fox.mp4", [np.asarray(Image.open(FOX / "images" / n).convert("RGB"))
-                                               for n in names])
+    video = write_video(tmp_path / "fox.mp4", [photo(n, FOX) for n in names])
     report = run_sfm(video, tmp_path / "capture", SfmConfig(progress=False))
     assert report.matcher == "sequential" and report.num_images == len(names)
     assert len(report.registered) == len(names)
